@@ -1,0 +1,77 @@
+"""Every source-side statement, built with SQLAlchemy Core so one definition compiles for
+SQLite (demo), PostgreSQL (tests) and SQL Server (production: ``TOP``, ``ROWVERSION``).
+
+Keyset paging only (no OFFSET): ``WHERE org_code = :t AND row_version > :after
+[AND row_version <= :upto] ORDER BY row_version`` + LIMIT/TOP, served by ``ix_<t>_org_rv``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mssql, postgresql, sqlite
+from sqlalchemy.engine import Dialect
+
+DIALECTS: dict[str, type[Dialect]] = {
+    "mssql": mssql.dialect,
+    "postgresql": postgresql.dialect,
+    "sqlite": sqlite.dialect,
+}
+
+
+def dialect_for(name: str, **kw) -> Dialect:
+    """A dialect instance by name (``paramstyle="qmark"`` for raw pyodbc execution)."""
+    try:
+        return DIALECTS[name](**kw)
+    except KeyError:
+        raise ValueError(f"unsupported source dialect {name!r}; expected one of {sorted(DIALECTS)}") from None
+
+
+def _is_mssql(dialect: str) -> bool:
+    return dialect == "mssql"
+
+
+def rv_expr(table: sa.Table, dialect: str) -> sa.ColumnElement:
+    """row_version as a bigint (ROWVERSION is binary(8) on SQL Server)."""
+    rv = table.c.row_version
+    return sa.cast(rv, sa.BigInteger) if _is_mssql(dialect) else rv
+
+
+def _rv_bound(name: str, value: int, dialect: str) -> sa.ColumnElement:
+    p = sa.bindparam(name, value, type_=sa.BigInteger)
+    # Compare binary(8) to binary(8) on SQL Server: big-endian byte order == numeric order,
+    # and the predicate stays sargable on the rowversion index.
+    return sa.cast(p, mssql.BINARY(8)) if _is_mssql(dialect) else p
+
+
+def select_columns(table: sa.Table, dialect: str) -> list[sa.ColumnElement]:
+    rv = table.c.row_version
+    return [rv_expr(table, dialect).label("row_version") if c is rv else c for c in table.columns]
+
+
+def page_select(
+    table: sa.Table, dialect: str, tenant: str | None, after: int, upto: int | None, limit: int
+) -> sa.Select:
+    """One keyset page: rows strictly after ``after`` and at most ``upto``, oldest first."""
+    rv = table.c.row_version
+    cond = [rv > _rv_bound("after", after, dialect)]
+    if tenant is not None:
+        cond.insert(0, table.c.org_code == sa.bindparam("tenant", tenant, type_=sa.String))
+    if upto is not None:
+        cond.append(rv <= _rv_bound("upto", upto, dialect))
+    return sa.select(*select_columns(table, dialect)).where(*cond).order_by(rv).limit(limit)
+
+
+def high_water_select(table: sa.Table, dialect: str, tenant: str | None) -> sa.Select:
+    stmt = sa.select(sa.func.max(rv_expr(table, dialect)))
+    if tenant is not None:
+        stmt = stmt.where(table.c.org_code == sa.bindparam("tenant", tenant, type_=sa.String))
+    return stmt
+
+
+def compile_sql(stmt: sa.ClauseElement, dialect: str | Dialect, **kw) -> tuple[str, list]:
+    """(SQL text, positional parameters) for a raw DB-API cursor with qmark paramstyle."""
+    d = dialect_for(dialect, paramstyle="qmark", **kw) if isinstance(dialect, str) else dialect
+    compiled = stmt.compile(dialect=d, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    order = compiled.positiontup or []
+    return str(compiled), [params[k] for k in order]
