@@ -1,0 +1,52 @@
+"""Runtime settings from the environment, with embedded defaults under ``./.hisx``.
+
+| variable | default | meaning |
+|---|---|---|
+| HISX_HOME | ./.hisx | working state: warehouse, DAGSTER_HOME, demo source, secrets |
+| HISX_WAREHOUSE_URL | duckdb:///$HISX_HOME/warehouse.duckdb | warehouse (any SQLAlchemy URL) |
+| HISX_SOURCES | (none) | sources file (YAML); without it the demo SQLite source is used |
+| HISX_SOURCE_URL | sqlite:///$HISX_HOME/source/his.sqlite | the demo source database |
+| HISX_FEED_BOOTSTRAP | (none) | Kafka bootstrap servers; without it feeds go to a local outbox |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def hisx_home() -> Path:
+    return Path(os.environ.get("HISX_HOME", Path.cwd() / ".hisx")).resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=hisx_home)
+    warehouse_url: str = ""
+    source_url: str = ""
+    sources_file: str | None = None
+    feed_bootstrap: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = hisx_home()
+        return cls(
+            home=home,
+            warehouse_url=os.environ.get(
+                "HISX_WAREHOUSE_URL", f"duckdb:///{home / 'warehouse.duckdb'}"
+            ),
+            source_url=os.environ.get(
+                "HISX_SOURCE_URL", f"sqlite:///{home / 'source' / 'his.sqlite'}"
+            ),
+            sources_file=os.environ.get("HISX_SOURCES") or None,
+            feed_bootstrap=os.environ.get("HISX_FEED_BOOTSTRAP") or None,
+        )
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.home / "outbox"

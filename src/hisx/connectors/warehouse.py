@@ -1,0 +1,253 @@
+"""The warehouse: DuckDB (embedded default) or any SQLAlchemy database (PostgreSQL tested).
+
+One small interface over both so pipelines and marts are written once. SQL everywhere uses
+``:name`` bound parameters; values are never formatted into SQL text. Bulk loads go through
+the fastest native path: DuckDB's Arrow scan, PostgreSQL's COPY (psycopg 3).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def ident(name: str) -> str:
+    """Validate a table/column identifier (identifiers cannot be bound parameters)."""
+    if not _IDENT.match(name):
+        raise ValueError(f"not a safe SQL identifier: {name!r}")
+    return name
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a SQL file on ``;`` at line ends (our SQL files keep one statement per block)."""
+    parts = re.split(r";\s*(?:\n|$)", sql)
+    out = []
+    for p in parts:
+        body = "\n".join(ln for ln in p.splitlines() if not ln.strip().startswith("--")).strip()
+        if body:
+            out.append(body)
+    return out
+
+
+class Warehouse:
+    """Base class; use :meth:`from_url`."""
+
+    dialect: str = ""
+    url: str = ""
+
+    @staticmethod
+    def from_url(url: str) -> Warehouse:
+        if url.startswith("duckdb://"):
+            return DuckDBWarehouse(url)
+        return SqlAlchemyWarehouse(url)
+
+    # -- interface ---------------------------------------------------------------------
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        raise NotImplementedError
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        raise NotImplementedError
+
+    def load_arrow(self, table: str, data: pa.Table) -> int:
+        """Append ``data`` to an existing ``table`` (columns matched by name)."""
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[Warehouse]:
+        raise NotImplementedError
+        yield self
+
+    def table_exists(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    # -- helpers -------------------------------------------------------------------------
+    def query_df(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        return self.query_arrow(sql, params).to_pandas()
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        t = self.query_arrow(sql, params)
+        return t.column(0)[0].as_py() if t.num_rows else None
+
+    def run_script(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run every statement of a SQL file with the same bound parameters."""
+        for stmt in split_statements(sql):
+            used = set(_PARAM.findall(stmt))
+            self.execute(stmt, {k: v for k, v in (params or {}).items() if k in used})
+
+    def __enter__(self) -> Warehouse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DuckDBWarehouse(Warehouse):
+    dialect = "duckdb"
+
+    def __init__(self, url: str) -> None:
+        import duckdb
+
+        self.url = url
+        path = url[len("duckdb:///"):] if url.startswith("duckdb:///") else ":memory:"
+        if path not in (":memory:", ""):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(path or ":memory:")
+        self._depth = 0
+
+    @staticmethod
+    def _bind(sql: str, params: Mapping[str, Any] | None) -> tuple[str, dict | None]:
+        used = set(_PARAM.findall(sql))
+        bound = {k: v for k, v in (params or {}).items() if k in used}
+        return _PARAM.sub(r"$\1", sql), (bound or None)
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self.con.execute(*self._bind(sql, params))
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        text, bound = self._bind(sql, params)
+        return self.con.sql(text, params=bound).to_arrow_table()
+
+    def load_arrow(self, table: str, data: pa.Table) -> int:
+        if data.num_rows == 0:
+            return 0
+        self.con.register("_hisx_load", data)
+        try:
+            cols = ", ".join(f'"{c}"' for c in data.column_names)
+            self.con.execute(
+                f"INSERT INTO {ident(table)} ({cols}) SELECT {cols} FROM _hisx_load"
+            )
+        finally:
+            self.con.unregister("_hisx_load")
+        return data.num_rows
+
+    @contextmanager
+    def transaction(self) -> Iterator[Warehouse]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self.con.execute("BEGIN TRANSACTION")
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self.con.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.con.execute("COMMIT")
+
+    def table_exists(self, name: str) -> bool:
+        schema, _, tbl = name.rpartition(".")
+        return bool(
+            self.scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = :t"
+                + (" AND table_schema = :s" if schema else ""),
+                {"t": tbl, **({"s": schema} if schema else {})},
+            )
+        )
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class SqlAlchemyWarehouse(Warehouse):
+    """Any SQLAlchemy database; COPY fast path on PostgreSQL with psycopg 3."""
+
+    def __init__(self, url: str) -> None:
+        import sqlalchemy as sa
+
+        self.url = url
+        self.engine = sa.create_engine(url)
+        self.dialect = self.engine.dialect.name
+        self.conn = self.engine.connect()
+        self._depth = 0
+
+    def _autocommit(self) -> None:
+        if not self._depth and self.conn.in_transaction():
+            self.conn.commit()
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        import sqlalchemy as sa
+
+        self.conn.execute(sa.text(sql), dict(params or {}))
+        self._autocommit()
+
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        import sqlalchemy as sa
+
+        res = self.conn.execute(sa.text(sql), dict(params or {}))
+        df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+        self._autocommit()
+        return pa.Table.from_pandas(df, preserve_index=False)
+
+    def load_arrow(self, table: str, data: pa.Table) -> int:
+        if data.num_rows == 0:
+            return 0
+        cols = ", ".join(f'"{c}"' for c in data.column_names)
+        if self.dialect == "postgresql" and self.engine.dialect.driver == "psycopg":
+            buf = io.BytesIO()
+            pacsv.write_csv(data, buf, pacsv.WriteOptions(include_header=False))
+            raw = self.conn.connection.driver_connection
+            with raw.cursor() as cur, cur.copy(
+                f"COPY {ident(table)} ({cols}) FROM STDIN WITH (FORMAT csv)"
+            ) as cp:
+                cp.write(buf.getvalue())
+        else:
+            import sqlalchemy as sa
+
+            marks = ", ".join(f":{c}" for c in data.column_names)
+            self.conn.execute(
+                sa.text(f"INSERT INTO {ident(table)} ({cols}) VALUES ({marks})"), data.to_pylist()
+            )
+        self._autocommit()
+        return data.num_rows
+
+    @contextmanager
+    def transaction(self) -> Iterator[Warehouse]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        if self.conn.in_transaction():
+            self.conn.commit()
+        self._depth = 1
+        self.conn.begin()
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self.conn.rollback()
+            raise
+        self._depth = 0
+        self.conn.commit()
+
+    def table_exists(self, name: str) -> bool:
+        import sqlalchemy as sa
+
+        schema, _, tbl = name.rpartition(".")
+        return sa.inspect(self.conn).has_table(tbl, schema=schema or None)
+
+    def close(self) -> None:
+        self.conn.close()
+        self.engine.dispose()

@@ -1,0 +1,259 @@
+"""The pipeline steps as plain functions (no Dagster): extract → standardize → marts.
+
+Orchestration wraps these; the CLI and tests call them directly. Every step is incremental
+and idempotent: extraction follows the ODS cursor, standardization the extraction loads not
+yet standardized, marts the business days made dirty by standardization.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+import pyarrow as pa
+import sqlalchemy as sa
+
+from hisx.connectors.source import TableReader
+from hisx.connectors.warehouse import Warehouse
+from hisx.marts import runner as marts
+from hisx.pipelines import ods, runlog
+from hisx.pipelines.extract import ExtractResult, extract_table
+from hisx.pipelines.std_tables import ensure_std, std_columns, std_table
+from hisx.simulator.schema import TABLES, primary_key
+
+DIRTY_DDL = """CREATE TABLE IF NOT EXISTS mart_dirty (
+    tenant VARCHAR(40) NOT NULL, business_date DATE NOT NULL)"""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    org_code: str
+    vendor: str
+    name: str = ""
+
+
+@dataclass
+class StdStats:
+    dataset: str
+    tenant: str
+    rows_in: int = 0
+    standardized: int = 0
+    quarantined: int = 0
+    deduplicated: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def conserved(self) -> bool:
+        return self.rows_in == self.standardized + self.quarantined + self.deduplicated
+
+
+def new_load_id() -> str:
+    """Sortable, unique load id: UTC timestamp + random suffix."""
+    return datetime.now().strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
+
+
+def ensure_warehouse(wh: Warehouse) -> None:
+    ods.ensure_ods(wh)
+    runlog.ensure_runlog(wh)
+    wh.execute(DIRTY_DDL)
+    marts.ensure_marts(wh)
+
+
+# -- source --------------------------------------------------------------------------------
+def discover_tenants(engine: sa.Engine) -> list[Tenant]:
+    """Centers served by a source, from its organizations table."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT org_code, his_vendor, org_name FROM organizations ORDER BY org_code")
+        ).fetchall()
+    return [Tenant(r[0], r[1], r[2]) for r in rows]
+
+
+def extract(
+    engine: sa.Engine,
+    wh: Warehouse,
+    *,
+    source: str,
+    tenants: Iterable[Tenant],
+    tables: Iterable[str] | None = None,
+    load_id: str | None = None,
+    chunk_rows: int = 50_000,
+) -> list[ExtractResult]:
+    """Extract every table (or ``tables``) for every tenant from the source into ODS."""
+    load_id = load_id or new_load_id()
+    wanted = set(tables) if tables is not None else None
+    out = []
+    for t in TABLES:
+        if wanted is not None and t.name not in wanted:
+            continue
+        reader = TableReader(engine, t, chunk_rows=chunk_rows)
+        upto = reader.high_water()
+        for tenant in tenants:
+            out.append(
+                extract_table(reader, wh, source=source, tenant=tenant.org_code,
+                              load_id=load_id, upto=upto)
+            )
+    return out
+
+
+# -- standardization -------------------------------------------------------------------------
+def _ods_rows(wh: Warehouse, table: str, tenant: str, load_ids: list[str]) -> pd.DataFrame:
+    names = {f"l{i}": lid for i, lid in enumerate(load_ids)}
+    marks = ", ".join(f":{k}" for k in names)
+    df = wh.query_df(
+        f"SELECT * FROM {ods.ods_name(table)} WHERE org_code = :tenant AND _load_id IN ({marks})",
+        {"tenant": tenant, **names},
+    )
+    return df.drop(columns=["_load_id", "_loaded_at"])
+
+
+def person_keys(wh: Warehouse, tenant: str, patient_ids: Iterable[int]) -> pd.DataFrame:
+    """Pseudonymous person keys for patients, computed from the ODS patient rows."""
+    from hisx.standards import pseudonym
+
+    ids = sorted({int(x) for x in patient_ids if pd.notna(x)})
+    cols = ["tenant", "patient_id", "person_key"]
+    if not ids:
+        return pd.DataFrame(columns=cols)
+    stage = pa.table({"patient_id": pa.array(ids, pa.int64())})
+    with wh.transaction():
+        wh.execute("DROP TABLE IF EXISTS stage_pids")
+        wh.execute("CREATE TEMPORARY TABLE stage_pids (patient_id BIGINT)")
+        wh.load_arrow("stage_pids", stage)
+        p = wh.query_df(
+            "SELECT p.patient_id, p.id_no, p.name, p.birth_date, p.gender "
+            "FROM ods_patients p JOIN stage_pids s ON s.patient_id = p.patient_id "
+            "WHERE p.org_code = :tenant",
+            {"tenant": tenant},
+        )
+        wh.execute("DROP TABLE stage_pids")
+    key = pseudonym.key_from_env()
+    p["person_key"] = pseudonym.person_keys(
+        key, p["id_no"], p["name"], p["birth_date"], p["gender"]
+    )
+    p["tenant"] = tenant
+    return p[cols]
+
+
+def _mark_dirty(wh: Warehouse, tenant: str, dates: Iterable[object]) -> None:
+    days = sorted({pd.Timestamp(d).date() for d in dates if pd.notna(d)})
+    if days:
+        wh.load_arrow(
+            "mart_dirty",
+            pa.table({"tenant": [tenant] * len(days), "business_date": pa.array(days, pa.date32())}),
+        )
+
+
+def _to_arrow(df: pd.DataFrame, columns: list[str]) -> pa.Table:
+    for c in columns:
+        if c not in df.columns:
+            df[c] = None
+    return pa.Table.from_pandas(df[columns], preserve_index=False)
+
+
+def standardize_dataset(
+    wh: Warehouse, dataset: str, tenant: Tenant, *, now: datetime | None = None,
+    load_id: str | None = None,
+) -> StdStats:
+    """Standardize every ODS row of ``dataset``'s table landed since the last standardization."""
+    from hisx.pipelines.standardize import DATASETS, standardize
+    from hisx.standards.schemas import load_schema
+
+    spec = DATASETS[dataset]
+    table = spec.source_table
+    schema = load_schema(dataset)
+    ensure_std(wh, dataset, schema)
+    stats = StdStats(dataset, tenant.org_code)
+    loads = runlog.pending_loads(wh, dataset, table, tenant.org_code)
+    if not loads:
+        return stats
+    load_id = load_id or new_load_id()
+    df = _ods_rows(wh, table, tenant.org_code, loads)
+    pk = primary_key(next(t for t in TABLES if t.name == table))
+    keys = person_keys(wh, tenant.org_code, df["patient_id"]) if "patient_id" in df else None
+    res = standardize(dataset, df, tenant=tenant.org_code, vendor=tenant.vendor,
+                      load_id=load_id, now=now or datetime.now(), person_keys=keys)
+    stats.rows_in = len(df)
+    stats.standardized = len(res.standardized)
+    stats.quarantined = len(res.quarantined)
+    stats.deduplicated = int(res.deduplicated)
+    for reasons in res.quarantined.get("reasons", []):
+        for r in reasons:
+            kind = ":".join(str(r).split(":")[:2])
+            stats.reasons[kind] = stats.reasons.get(kind, 0) + 1
+    if not stats.conserved:
+        raise RuntimeError(f"conservation violated for {dataset}/{tenant.org_code}: {stats}")
+    _write_std(wh, dataset, tenant.org_code, table, pk, df, res, schema, load_id, loads, stats)
+    return stats
+
+
+def _write_std(wh, dataset, tenant, table, pk, df, res, schema, load_id, loads, stats) -> None:
+    std = std_table(dataset)
+    keys = pa.table({"source_key": pa.array(df[pk].astype("int64").tolist(), pa.int64())})
+    q = res.quarantined.copy()
+    if len(q):
+        q["reasons"] = q["reasons"].map(lambda rs: json.dumps(list(rs), ensure_ascii=False))
+        q["quarantined_at"] = datetime.now()
+        q["load_id"] = load_id
+    qcols = ["dataset", "tenant", "source_table", "source_key", "row_version", "reasons",
+             "original", "load_id", "quarantined_at"]
+    with wh.transaction():
+        wh.execute("DROP TABLE IF EXISTS stage_keys")
+        wh.execute("CREATE TEMPORARY TABLE stage_keys (source_key BIGINT)")
+        wh.load_arrow("stage_keys", keys)
+        old_dates = wh.query_df(
+            f"SELECT DISTINCT business_date FROM {std} WHERE tenant = :t AND source_key IN "
+            "(SELECT source_key FROM stage_keys)", {"t": tenant})
+        wh.execute(f"DELETE FROM {std} WHERE tenant = :t AND source_key IN "
+                   "(SELECT source_key FROM stage_keys)", {"t": tenant})
+        wh.execute("DELETE FROM quarantine WHERE dataset = :d AND tenant = :t AND source_key IN "
+                   "(SELECT source_key FROM stage_keys)", {"d": dataset, "t": tenant})
+        wh.load_arrow(std, _to_arrow(res.standardized.copy(), std_columns(schema)))
+        if len(q):
+            wh.load_arrow("quarantine", _to_arrow(q, qcols))
+        wh.execute("DROP TABLE stage_keys")
+        _mark_dirty(wh, tenant, list(old_dates["business_date"]) +
+                    list(res.standardized.get("business_date", [])))
+        runlog.log_std(wh, load_id=load_id, dataset=dataset, tenant=tenant,
+                       rows_in=stats.rows_in, standardized=stats.standardized,
+                       quarantined=stats.quarantined, deduplicated=stats.deduplicated,
+                       map_version=_map_version(res.standardized))
+        runlog.mark_done(wh, dataset, tenant, loads)
+
+
+def _map_version(std: pd.DataFrame) -> str | None:
+    if "map_version" in std and len(std):
+        return str(std["map_version"].iloc[0])
+    return None
+
+
+# -- marts -------------------------------------------------------------------------------------
+def _ranges(days: list[date]) -> list[tuple[date, date]]:
+    out: list[tuple[date, date]] = []
+    for d in sorted(set(days)):
+        if out and d - out[-1][1] <= timedelta(days=1):
+            out[-1] = (out[-1][0], d)
+        else:
+            out.append((d, d))
+    return out
+
+
+def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS) -> dict[str, list]:
+    """Re-load the marts for the dirty business days only, then clear them."""
+    dirty = wh.query_df("SELECT DISTINCT tenant, business_date FROM mart_dirty")
+    done: dict[str, list] = {}
+    for tenant, grp in dirty.groupby("tenant"):
+        days = [pd.Timestamp(d).date() for d in grp["business_date"]]
+        for lo, hi in _ranges(days):
+            for name in marts_:
+                marts.load_mart(wh, name, str(tenant), lo, hi)
+            done.setdefault(str(tenant), []).append((lo, hi))
+        with wh.transaction():
+            for lo, hi in _ranges(days):
+                wh.execute("DELETE FROM mart_dirty WHERE tenant = :t AND business_date "
+                           "BETWEEN :a AND :b", {"t": tenant, "a": lo, "b": hi})
+    return done

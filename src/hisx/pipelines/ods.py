@@ -1,0 +1,118 @@
+"""The operational data store: a warehouse copy of each source table, landed idempotently.
+
+``ods_<table>`` holds the source columns plus ``_load_id`` and ``_loaded_at``; per source
+primary key only the highest ``row_version`` is kept, so re-reads and replays never
+duplicate. ``ods_cursor`` holds the row-version high-water mark per (source, table, tenant)
+and is advanced in the same transaction as the rows it covers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql
+
+from hisx.connectors.warehouse import Warehouse, ident
+from hisx.simulator.schema import TABLES, primary_key
+
+SOURCE_TABLES: dict[str, Table] = {t.name: t for t in TABLES}
+
+CURSOR_DDL = """
+CREATE TABLE IF NOT EXISTS ods_cursor (
+    source VARCHAR(100) NOT NULL,
+    table_name VARCHAR(100) NOT NULL,
+    tenant VARCHAR(40) NOT NULL,
+    last_row_version BIGINT NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (source, table_name, tenant)
+)"""
+
+
+def ods_name(table: str) -> str:
+    return ident(f"ods_{table}")
+
+
+def _column_sql(col) -> str:
+    typ = col.type.compile(dialect=postgresql.dialect())
+    typ = typ.replace("TIMESTAMP WITHOUT TIME ZONE", "TIMESTAMP")
+    return f'"{col.name}" {typ}'
+
+
+def ods_ddl(table: Table, dialect: str) -> str:
+    cols = [_column_sql(c) for c in table.columns]
+    cols += ['"_load_id" VARCHAR(40) NOT NULL', '"_loaded_at" TIMESTAMP NOT NULL']
+    pk = f', PRIMARY KEY ("{primary_key(table)}")' if dialect != "duckdb" else ""
+    return f"CREATE TABLE IF NOT EXISTS {ods_name(table.name)} ({', '.join(cols)}{pk})"
+
+
+def ensure_ods(wh: Warehouse) -> None:
+    """Create the ODS tables and the cursor table if they do not exist."""
+    wh.execute(CURSOR_DDL)
+    for t in TABLES:
+        wh.execute(ods_ddl(t, wh.dialect))
+        if wh.dialect == "postgresql":
+            wh.execute(
+                f"CREATE INDEX IF NOT EXISTS ix_{ods_name(t.name)}_load "
+                f"ON {ods_name(t.name)} (_load_id)"
+            )
+
+
+def get_cursor(wh: Warehouse, source: str, table: str, tenant: str) -> int:
+    v = wh.scalar(
+        "SELECT last_row_version FROM ods_cursor WHERE source = :s AND table_name = :t "
+        "AND tenant = :n",
+        {"s": source, "t": table, "n": tenant},
+    )
+    return int(v) if v is not None else 0
+
+
+def set_cursor(wh: Warehouse, source: str, table: str, tenant: str, value: int) -> None:
+    params = {"s": source, "t": table, "n": tenant, "v": int(value), "u": datetime.now()}
+    wh.execute(
+        "DELETE FROM ods_cursor WHERE source = :s AND table_name = :t AND tenant = :n", params
+    )
+    wh.execute("INSERT INTO ods_cursor VALUES (:s, :t, :n, :v, :u)", params)
+
+
+def _latest_per_key(batch: pa.Table, pk: str) -> pa.Table:
+    """Keep one row per primary key: the highest row_version (a batch may re-read a row)."""
+    if batch.num_rows < 2:
+        return batch
+    order = pc.sort_indices(batch, [(pk, "ascending"), ("row_version", "descending")])
+    batch = batch.take(order)
+    keys = batch.column(pk)
+    first = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
+    keep = pa.concat_arrays([pa.array([True]), first.combine_chunks()])
+    return batch.filter(keep)
+
+
+def upsert(wh: Warehouse, table: str, batch: pa.Table, load_id: str) -> int:
+    """Land a batch of source rows; a row replaces the stored one only if its version is higher.
+
+    Returns the number of rows that changed the ODS (new keys or higher versions).
+    """
+    src = SOURCE_TABLES[table]
+    pk = primary_key(src)
+    batch = _latest_per_key(batch, pk)
+    n = batch.num_rows
+    batch = batch.append_column("_load_id", pa.array([load_id] * n, pa.string()))
+    batch = batch.append_column("_loaded_at", pa.array([datetime.now()] * n, pa.timestamp("us")))
+    ods = ods_name(table)
+    stage = ident(f"stage_{table}")
+    with wh.transaction():
+        wh.execute(f"DROP TABLE IF EXISTS {stage}")
+        wh.execute(f"CREATE TEMPORARY TABLE {stage} AS SELECT * FROM {ods} WHERE 1 = 0")
+        wh.load_arrow(stage, batch)
+        # rows already stored at the same or a higher version are not news: drop from stage
+        wh.execute(
+            f"DELETE FROM {stage} WHERE EXISTS (SELECT 1 FROM {ods} o "
+            f"WHERE o.{pk} = {stage}.{pk} AND o.row_version >= {stage}.row_version)"
+        )
+        changed = int(wh.scalar(f"SELECT count(*) FROM {stage}") or 0)
+        wh.execute(f"DELETE FROM {ods} WHERE {pk} IN (SELECT {pk} FROM {stage})")
+        wh.execute(f"INSERT INTO {ods} SELECT * FROM {stage}")
+        wh.execute(f"DROP TABLE {stage}")
+    return changed

@@ -1,0 +1,35 @@
+"""Shared fixtures. Service fixtures start what they need; no real-service test is skipped."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+LOCAL_PG = os.environ.get("HISX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def _pseudo_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test-only pseudonymization key (never a real secret)."""
+    monkeypatch.setenv("HISX_PSEUDO_KEY", "test-only-key-" + "0" * 32)
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL (127.0.0.1:5432), dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = f"hisx_t_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(LOCAL_PG, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = LOCAL_PG.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

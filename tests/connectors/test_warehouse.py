@@ -1,0 +1,69 @@
+"""The warehouse interface behaves the same on DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from hisx.connectors.warehouse import Warehouse, ident, split_statements
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def wh(request, tmp_path):
+    if request.param == "duckdb":
+        w = Warehouse.from_url(f"duckdb:///{tmp_path / 'w.duckdb'}")
+        yield w
+        w.close()
+    else:
+        url = request.getfixturevalue("pg_database")
+        w = Warehouse.from_url(url)
+        yield w
+        w.close()
+
+
+def _table() -> pa.Table:
+    return pa.table({
+        "tenant": ["a", "b", "a"],
+        "d": pa.array([date(2026, 8, 1), date(2026, 8, 2), None], pa.date32()),
+        "amount": pa.array([Decimal("1.10"), Decimal("-2.25"), Decimal("0.01")],
+                           pa.decimal128(12, 2)),
+        "name": ["高行", "三林康德, \"quoted\"", ""],
+    })
+
+
+def test_load_and_query_round_trip(wh: Warehouse) -> None:
+    wh.execute("CREATE TABLE t (tenant VARCHAR(10), d DATE, amount NUMERIC(12,2), name TEXT)")
+    assert wh.load_arrow("t", _table()) == 3
+    df = wh.query_df("SELECT * FROM t WHERE tenant = :x ORDER BY amount", {"x": "a"})
+    assert list(df["amount"].map(Decimal)) == [Decimal("0.01"), Decimal("1.10")]
+    assert df["name"].tolist() == ["", "高行"]
+    assert wh.scalar("SELECT name FROM t WHERE tenant = :x", {"x": "b"}) == '三林康德, "quoted"'
+
+
+def test_transaction_rolls_back(wh: Warehouse) -> None:
+    wh.execute("CREATE TABLE t2 (x INTEGER)")
+    with pytest.raises(RuntimeError), wh.transaction():
+        wh.execute("INSERT INTO t2 VALUES (:v)", {"v": 1})
+        raise RuntimeError("boom")
+    assert wh.scalar("SELECT count(*) FROM t2") == 0
+    with wh.transaction():
+        wh.execute("INSERT INTO t2 VALUES (:v)", {"v": 2})
+    assert wh.scalar("SELECT sum(x) FROM t2") == 2
+
+
+def test_bound_parameters_are_not_sql(wh: Warehouse) -> None:
+    wh.execute("CREATE TABLE t3 (s TEXT)")
+    evil = "x'); DROP TABLE t3; --"
+    wh.execute("INSERT INTO t3 VALUES (:s)", {"s": evil})
+    assert wh.scalar("SELECT s FROM t3") == evil
+    assert wh.table_exists("t3")
+
+
+def test_identifier_guard_and_splitter() -> None:
+    assert ident("ods_patients") == "ods_patients"
+    with pytest.raises(ValueError):
+        ident("t; DROP TABLE x")
+    assert split_statements("-- c\nSELECT 1;\nSELECT 2;\n") == ["SELECT 1", "SELECT 2"]
