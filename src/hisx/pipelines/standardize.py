@@ -1,0 +1,613 @@
+"""Standardization: source rows -> std_<dataset> rows (WS 363/364) or quarantine, vectorized.
+
+Column-wise pandas: text is NFKC-normalized and stripped, local codes are mapped through the
+center's :class:`~hisx.standards.maps.MapSet`, validators return boolean masks, and every
+failing check appends its reason (``kind:field[:value]``) to that row's list. A row with any
+reason is quarantined with its original values; the rest are standardized. Duplicate source
+rows (same natural key, different PK; or the same PK twice) are counted, not quarantined.
+Conservation: ``len(df) == len(standardized) + len(quarantined) + deduplicated``.
+
+Source timestamps are naive China local wall-clock times (UTC+8, no DST); an aware ``now`` (or
+aware source value) is converted to that wall clock before comparing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hisx.standards import pseudonym
+from hisx.standards import validators as v
+from hisx.standards.catalog import ICD10_CODE_SYSTEM
+from hisx.standards.datasets import DATASETS, DatasetSpec
+from hisx.standards.maps import MapSet, load_maps
+
+__all__ = ["DATASETS", "DatasetSpec", "StdResult", "standardize", "person_key_lookup",
+           "json_records", "QUARANTINE_COLUMNS"]
+
+CHINA_TZ = timezone(timedelta(hours=8))
+QUARANTINE_COLUMNS = ["dataset", "tenant", "source_table", "source_key", "row_version",
+                      "reasons", "original", "load_id", "quarantined_at"]
+MAX_REASON_VALUE = 40
+#: datasets whose source rows reference a patient and so carry person_key
+NEEDS_PERSON_KEY = {"outpatient_visit", "chronic_followup", "family_contract"}
+
+
+@dataclass
+class StdResult:
+    """Outcome of one batch: standardized rows, quarantined rows, duplicates dropped."""
+
+    standardized: pd.DataFrame
+    quarantined: pd.DataFrame
+    deduplicated: int
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"standardized": len(self.standardized), "quarantined": len(self.quarantined),
+                "deduplicated": self.deduplicated}
+
+
+# --- coercion ---------------------------------------------------------------------------------
+def _present(s: pd.Series) -> pd.Series:
+    """True where a source value is there (not null, not an empty/blank string)."""
+    def one(x: object) -> bool:
+        if x is None or x is pd.NA or x is pd.NaT:
+            return False
+        if isinstance(x, float) and math.isnan(x):
+            return False
+        return not (isinstance(x, str) and not unicodedata.normalize("NFKC", x).strip())
+    return pd.Series([one(x) for x in s.to_numpy(dtype=object)], index=s.index, dtype=bool)
+
+
+def _naive_local(x: datetime) -> datetime:
+    return x.astimezone(CHINA_TZ).replace(tzinfo=None) if x.tzinfo is not None else x
+
+
+def _to_datetime(s: pd.Series) -> pd.Series:
+    """datetime64 (naive local); anything not a date/time or parseable text -> NaT."""
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        if getattr(s.dt, "tz", None) is not None:
+            s = s.dt.tz_convert(CHINA_TZ).dt.tz_localize(None)
+        return s.astype("datetime64[us]")
+
+    def one(x: object) -> object:
+        if isinstance(x, pd.Timestamp | datetime):
+            return _naive_local(x)
+        if isinstance(x, date):
+            return datetime(x.year, x.month, x.day)
+        if isinstance(x, np.datetime64):
+            return x
+        if isinstance(x, str):
+            t = unicodedata.normalize("NFKC", x).strip()
+            if not t or len(t) > 40:
+                return None
+            try:
+                ts = pd.Timestamp(t)
+            except (ValueError, OverflowError, TypeError):
+                return None
+            return None if ts is pd.NaT else _naive_local(ts.to_pydatetime())
+        return None
+    vals = [one(x) for x in s.to_numpy(dtype=object)]
+    return pd.to_datetime(pd.Series(vals, index=s.index, dtype=object), errors="coerce"
+                          ).astype("datetime64[us]")
+
+
+def _to_number(s: pd.Series) -> pd.Series:
+    """float64; bools, text that is not a number, inf -> NaN."""
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        out = s.astype("float64")
+    else:
+        def one(x: object) -> float:
+            if isinstance(x, bool | np.bool_) or x is None:
+                return math.nan
+            if isinstance(x, int | float | Decimal | np.integer | np.floating):
+                try:
+                    return float(x)
+                except (ValueError, OverflowError):
+                    return math.nan
+            if isinstance(x, str):
+                t = unicodedata.normalize("NFKC", x).strip()
+                if len(t) > 40:
+                    return math.nan
+                try:
+                    return float(Decimal(t))
+                except (ArithmeticError, ValueError):
+                    return math.nan
+            return math.nan
+        out = pd.Series([one(x) for x in s.to_numpy(dtype=object)], index=s.index, dtype="float64")
+    return out.where(np.isfinite(out), np.nan)
+
+
+def _to_int(s: pd.Series) -> pd.Series:
+    """Int64 where the value is an integral number within int64; else NA."""
+    f = _to_number(s)
+    ok = f.notna() & (f == np.floor(f)) & (f.abs() < 2**62)
+    return f.where(ok).astype("Int64")
+
+
+def _dates(ts: pd.Series) -> pd.Series:
+    """datetime64 -> python date objects (None for NaT): Arrow date32."""
+    return pd.Series([x.date() if not pd.isna(x) else None for x in ts], index=ts.index,
+                     dtype=object)
+
+
+def _money(f: pd.Series) -> pd.Series:
+    return f.round(2)
+
+
+def _clip(value: object) -> str:
+    s = str(value).replace(":", "\uff1a") if value is not None else ""
+    return s if len(s) <= MAX_REASON_VALUE else s[:MAX_REASON_VALUE] + "…"
+
+
+# --- the per-batch context --------------------------------------------------------------------
+class _Batch:
+    """Holds the source frame, output columns and collected reasons of one batch."""
+
+    def __init__(self, spec: DatasetSpec, df: pd.DataFrame, maps: MapSet,
+                 lookups: Mapping[str, Collection[Any]] | None):
+        self.spec, self.df, self.maps, self.lookups = spec, df, maps, lookups or {}
+        self.out: dict[str, pd.Series] = {}
+        self.reasons: list[tuple[pd.Series, str | pd.Series]] = []
+
+    def fail(self, mask: pd.Series, reason: str | pd.Series) -> None:
+        mask = mask.fillna(False).astype(bool) if mask.dtype != bool else mask
+        if mask.any():
+            self.reasons.append((mask, reason))
+
+    def col(self, name: str) -> pd.Series:
+        return self.df[name]
+
+    # field kinds
+    def text(self, col: str, out: str | None = None, required: bool = False,
+             max_length: int | None = None) -> pd.Series:
+        s = v.as_str(self.col(col))
+        if required:
+            self.fail(s.isna(), f"missing:{col}")
+        if max_length:
+            self.fail(s.str.len() > max_length, f"invalid:{col}:too_long")
+        self.out[out or col] = s
+        return s
+
+    def code(self, col: str, map_name: str, out: str, required: bool = False) -> pd.Series:
+        local = v.as_str(self.col(col))
+        std = self.maps.get(map_name).map_series(local)
+        if required:
+            self.fail(local.isna(), f"missing:{col}")
+        unmapped = local.notna() & std.isna()
+        self.fail(unmapped, local.map(lambda x: f"unmapped:{col}:{_clip(x)}"))
+        self.out[out] = std
+        return std
+
+    def _typed(self, col: str, conv: Callable[[pd.Series], pd.Series], required: bool
+               ) -> pd.Series:
+        raw = self.col(col)
+        val = conv(raw)
+        present = _present(raw)
+        if required:
+            self.fail(~present, f"missing:{col}")
+        self.fail(present & val.isna(), f"invalid:{col}:type")
+        return val
+
+    def integer(self, col: str, out: str | None = None, required: bool = False) -> pd.Series:
+        s = self._typed(col, _to_int, required)
+        self.out[out or col] = s
+        return s
+
+    def number(self, col: str, out: str | None = None, required: bool = False,
+               money: bool = False, nonnegative: bool = False) -> pd.Series:
+        s = self._typed(col, _to_number, required)
+        if nonnegative:
+            self.fail(s < 0, f"invalid:{col}:negative")
+        self.out[out or col] = _money(s) if money else s
+        return s
+
+    def time(self, col: str, required: bool = False) -> pd.Series:
+        return self._typed(col, _to_datetime, required)
+
+    def flag(self, col: str, out: str | None = None, required: bool = False) -> pd.Series:
+        s = self._typed(col, _to_int, required)
+        self.fail(s.notna() & ~s.isin([0, 1]), f"invalid:{col}:flag")
+        b = s.map({1: True, 0: False}).astype("boolean")
+        self.out[out or col] = b
+        return b
+
+    def reference(self, col: str) -> None:
+        """Referential-integrity hook: ``lookups[col]`` = known keys -> ``orphan:<col>``."""
+        known = self.lookups.get(col)
+        if known is None or col not in self.df:
+            return
+        vals = _to_int(self.col(col))
+        self.fail(vals.notna() & ~vals.isin(list(known)), f"orphan:{col}")
+
+    def person(self, person_keys: pd.DataFrame | None, tenant: str) -> None:
+        pid = self._typed("patient_id", _to_int, True)
+        if person_keys is None:
+            raise ValueError(f"dataset {self.spec.name!r} needs person_keys "
+                             "(tenant, patient_id, person_key): see person_key_lookup()")
+        pk = person_keys
+        if "tenant" in pk.columns:
+            pk = pk[pk["tenant"] == tenant]
+        lookup = dict(zip(_to_int(pk["patient_id"]).tolist(), pk["person_key"].tolist(),
+                          strict=True))
+        keys = pid.map(lambda x: lookup.get(int(x)) if not pd.isna(x) else None).astype(object)
+        self.fail(pid.notna() & keys.isna(), "orphan:patient_id")
+        self.out["person_key"] = keys
+
+
+# --- dataset builders -------------------------------------------------------------------------
+def _person(b: _Batch, ctx: dict[str, Any]) -> None:
+    key: pseudonym.PseudoKey = ctx["pseudo_key"]
+    b.text("patient_no", required=True, max_length=20)
+    name = v.as_str(b.col("name"))
+    b.fail(name.isna(), "missing:name")
+    b.fail(v.test_names(name), "test_record:name")
+    b.out["name_masked"] = name.map(pseudonym.mask_name).astype(object)
+    gender = b.code("gender", "gender", "gender_code", required=True)
+    id_type = b.code("id_type", "id_type", "id_type_code")
+    raw_id = v.as_str(b.col("id_no"))
+    id_no = raw_id.map(lambda x: x.replace(" ", "").upper() if isinstance(x, str) else x)
+    is_card = id_type.eq("01").fillna(False).astype(bool) | (id_type.isna() & v.as_str(
+        b.col("id_type")).isna())
+    b.fail(is_card & id_no.isna(), "missing:id_no")
+    birth = b.time("birth_date")
+    b.fail(v.after(birth, ctx["now"]), "future:birth_date")
+    card_ids = id_no.where(is_card, None)
+    checks = v.validate_national_id(card_ids, birth, gender)
+    b.fail(checks["format"], "invalid:id_no:format")
+    b.fail(checks["checksum"], "invalid:id_no:checksum")
+    b.fail(checks["birth_date"], "invalid:id_no:birth_date")
+    b.fail(checks["birth_mismatch"], "inconsistent:id_no:birth_date")
+    b.fail(checks["gender_mismatch"], "inconsistent:id_no:gender")
+    b.fail(id_no.str.len() > 32, "invalid:id_no:too_long")
+    keys, strengths = pseudonym.person_keys_strength(
+        key, id_no, b.col("name"), b.col("birth_date"), b.col("gender"))
+    b.out["person_key"] = pd.Series(keys, index=b.df.index, dtype=object)
+    b.out["key_id"] = pd.Series(key.key_id, index=b.df.index, dtype=object)
+    b.out["person_key_strength"] = pd.Series(strengths, index=b.df.index, dtype=object)
+    b.out["id_no_masked"] = id_no.map(
+        lambda x: pseudonym.mask_id(pseudonym.normalize_id(x))).astype(object)
+    b.out["id_legacy15"] = checks["legacy15"].astype("boolean")
+    b.out["birth_date"] = _dates(birth)
+    b.code("ethnicity", "ethnicity", "ethnicity_code")
+    b.code("marital_status", "marital_status", "marital_status_code")
+    b.code("insurance_type", "insurance_type", "insurance_type_code")
+    div = v.as_str(b.col("division_code"))
+    b.fail(div.notna() & ~div.str.fullmatch(r"\d{6}").fillna(False).astype(bool),
+           "invalid:division_code:format")
+    b.out["division_code"] = div
+    phone = v.as_str(b.col("phone")).map(
+        lambda x: "".join(c for c in x if c.isdigit() and c.isascii()) or None
+        if isinstance(x, str) else None).astype(object)
+    b.out["phone_hash"] = phone.map(
+        lambda x: pseudonym.hmac_hex(key, "phone:" + x) if x else None).astype(object)
+    b.out["phone_masked"] = phone.map(pseudonym.mask_phone).astype(object)
+    b.flag("is_deleted", required=True)
+
+
+def _visit(b: _Batch, ctx: dict[str, Any]) -> None:
+    b.text("visit_no", required=True, max_length=18)
+    b.person(ctx["person_keys"], ctx["tenant"])
+    b.text("dept_code", "dept_code_local", required=True, max_length=20)
+    b.code("dept_code", "department", "dept_code", required=True)
+    b.text("doctor_code", required=True, max_length=20)
+    b.code("visit_kind", "first_visit", "first_visit_code", required=True)
+    b.code("visit_type", "visit_type", "visit_type_code", required=True)
+    b.number("reg_fee", required=True, money=True, nonnegative=True)
+    b.code("status", "visit_status", "status_code", required=True)
+    b.flag("is_deleted", required=True)
+
+
+def _diagnosis(b: _Batch, ctx: dict[str, Any]) -> None:
+    b.integer("reg_id", "visit_source_key", required=True)
+    b.reference("reg_id")
+    b.integer("seq_no", required=True)
+    icd = v.normalize_icd(v.as_str(b.col("icd_code")))
+    b.fail(icd.isna(), "missing:icd_code")
+    b.fail(v.invalid_icd(icd), "invalid:icd_code:format")
+    b.out["icd_code"] = icd
+    b.out["icd_code_system"] = pd.Series(ICD10_CODE_SYSTEM, index=b.df.index, dtype=object)
+    b.text("diag_name", max_length=50)
+    b.flag("is_primary", required=True)
+    b.out["disease_group"] = v.disease_group(icd.where(~v.invalid_icd(icd), None))
+
+
+def _prescription(b: _Batch, ctx: dict[str, Any]) -> None:
+    b.text("rx_no", required=True, max_length=30)
+    b.integer("reg_id", "visit_source_key", required=True)
+    b.reference("reg_id")
+    b.text("doctor_code", required=True, max_length=20)
+    b.code("rx_type", "rx_type", "rx_type_code", required=True)
+    b.number("total_amount", required=True, money=True, nonnegative=True)
+
+
+def _prescription_item(b: _Batch, ctx: dict[str, Any]) -> None:
+    b.integer("rx_id", "rx_source_key", required=True)
+    b.reference("rx_id")
+    b.integer("line_no", required=True)
+    b.text("drug_code", "drug_code_local", required=True, max_length=30)
+    b.code("drug_code", "drug", "drug_code", required=True)
+    b.text("drug_name", max_length=50)
+    b.text("spec", max_length=30)
+    b.number("dose", nonnegative=True)
+    b.text("dose_unit", max_length=10)
+    b.code("route", "route", "route_code")
+    b.code("frequency", "frequency", "frequency_code")
+    days = b.integer("days")
+    b.fail(days < 0, "invalid:days:negative")
+    qty = b.number("quantity", required=True)
+    b.fail(qty <= 0, "invalid:quantity:nonpositive")
+    price = b.number("unit_price", required=True, money=True, nonnegative=True)
+    amount = b.number("amount", required=True, money=True, nonnegative=True)
+    b.fail(v.amount_mismatch(amount, qty, price), "invalid:amount:calc")
+
+
+def _charge(b: _Batch, ctx: dict[str, Any]) -> None:
+    b.text("charge_no", required=True, max_length=30)
+    b.integer("reg_id", "visit_source_key", required=True)
+    b.reference("reg_id")
+    b.integer("rx_id", "rx_source_key")
+    b.reference("rx_id")
+    b.code("fee_category", "fee_category", "fee_category_code", required=True)
+    amount = b.number("amount", required=True, money=True)
+    b.code("pay_method", "pay_method", "pay_method_code", required=True)
+    b.number("insurance_amount", required=True, money=True)
+    b.number("self_amount", required=True, money=True)
+    refund_of = b.integer("refund_of", "refund_of_source_key")
+    b.reference("refund_of")
+    is_refund = amount < 0
+    b.fail(is_refund & refund_of.isna(), "invalid:refund_of:missing")
+    b.fail((amount >= 0) & refund_of.notna(), "inconsistent:refund_of:amount")
+    b.fail(refund_of.notna() & (refund_of == _to_int(b.col("charge_id"))),
+           "invalid:refund_of:self")
+    b.out["is_refund"] = is_refund.fillna(False).astype("boolean")
+
+
+def _dispense(b: _Batch, ctx: dict[str, Any]) -> None:
+    b.integer("rx_id", "rx_source_key", required=True)
+    b.reference("rx_id")
+    b.text("pharmacist_code", required=True, max_length=20)
+    b.code("status", "dispense_status", "status_code", required=True)
+
+
+def _followup(b: _Batch, ctx: dict[str, Any]) -> None:
+    b.person(ctx["person_keys"], ctx["tenant"])
+    b.code("disease", "disease_group", "disease_group", required=True)
+    b.code("method", "followup_method", "method_code")
+    sbp = b.integer("sbp")
+    dbp = b.integer("dbp")
+    bp = v.implausible_bp(sbp, dbp)
+    b.fail(bp["sbp"], "implausible:sbp")
+    b.fail(bp["dbp"], "implausible:dbp")
+    b.fail(bp["bp"], "implausible:bp")
+    glu = b.number("fasting_glucose")
+    b.fail(v.implausible_glucose(glu), "implausible:fasting_glucose")
+    b.out["fasting_glucose"] = glu.round(1)
+    b.code("adherence", "adherence", "adherence_code")
+    b.text("doctor_code", required=True, max_length=20)
+
+
+def _contract(b: _Batch, ctx: dict[str, Any]) -> None:
+    b.text("contract_no", required=True, max_length=30)
+    b.person(ctx["person_keys"], ctx["tenant"])
+    b.text("team_code", required=True, max_length=20)
+    b.text("doctor_code", required=True, max_length=20)
+    b.text("package_code", "package_code_local", required=True, max_length=20)
+    b.code("package_code", "service_package", "package_code", required=True)
+    start = b.time("start_date", required=True)
+    end = b.time("end_date", required=True)
+    b.fail(end < start, "invalid:end_date:before_start")
+    b.out["start_date"] = _dates(start)
+    b.out["end_date"] = _dates(end)
+    b.code("status", "contract_status", "status_code", required=True)
+
+
+BUILDERS: dict[str, Callable[[_Batch, dict[str, Any]], None]] = {
+    "person": _person, "outpatient_visit": _visit, "diagnosis": _diagnosis,
+    "prescription": _prescription, "prescription_item": _prescription_item,
+    "charge": _charge, "dispense": _dispense, "chronic_followup": _followup,
+    "family_contract": _contract,
+}
+
+
+# --- dedup, quarantine, output ----------------------------------------------------------------
+def _dedupe(spec: DatasetSpec, df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop repeated PKs (keep the highest row_version) then repeated natural keys (keep the
+    lowest PK). Rows whose natural key is incomplete are kept (they fail ``missing:`` later)."""
+    n = len(df)
+    if n == 0:
+        return df, 0
+    pk = _to_int(df[spec.pk])
+    rv = _to_int(df["row_version"]) if "row_version" in df else pd.Series(pd.NA, index=df.index)
+    order = pd.DataFrame({"pk": pk, "rv": rv.fillna(-1), "i": np.arange(n)}, index=df.index)
+    has_pk = order["pk"].notna()
+    by_pk = order[has_pk].sort_values(["pk", "rv", "i"], ascending=[True, False, True])
+    keep_pk = set(by_pk.drop_duplicates("pk", keep="first").index) | set(order.index[~has_pk])
+    kept = df.loc[[i for i in df.index if i in keep_pk]]
+    nk = pd.DataFrame({c: v.as_str(kept[c]) for c in spec.natural_key}, index=kept.index)
+    complete = nk.notna().all(axis=1)
+    ranked = nk[complete].assign(_pk=_to_int(kept.loc[complete, spec.pk]).fillna(2**62),
+                                 _i=np.arange(int(complete.sum())))
+    ranked = ranked.sort_values(["_pk", "_i"])
+    dup = ranked.duplicated(subset=list(spec.natural_key), keep="first")
+    drop = set(ranked.index[dup])
+    out = kept.loc[[i for i in kept.index if i not in drop]]
+    return out, n - len(out)
+
+
+def _json_default(x: object) -> object:
+    if isinstance(x, pd.Timestamp | datetime | date):
+        return x.isoformat()
+    if isinstance(x, Decimal):
+        return str(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating):
+        return None if np.isnan(x) else float(x)
+    if isinstance(x, bytes):
+        return x.decode("utf-8", "replace")
+    return str(x)
+
+
+def _clean(x: object) -> object:
+    if x is None or x is pd.NA or x is pd.NaT:
+        return None
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return x
+
+
+def _original_json(row: Mapping[str, object]) -> str:
+    return json.dumps({str(k): _clean(x) for k, x in row.items()}, default=_json_default,
+                      ensure_ascii=False, sort_keys=True)
+
+
+def json_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Std rows as JSON-ready dicts (ISO dates/times, None for nulls): for feeds and schemas."""
+    recs = []
+    for row in df.to_dict(orient="records"):
+        rec: dict[str, Any] = {}
+        for k, x in row.items():
+            x = _clean(x)
+            if isinstance(x, pd.Timestamp | datetime | date):
+                x = x.isoformat()
+            elif isinstance(x, np.integer):
+                x = int(x)
+            elif isinstance(x, np.floating):
+                x = float(x)
+            elif isinstance(x, np.bool_):
+                x = bool(x)
+            rec[k] = x
+        recs.append(rec)
+    return recs
+
+
+def person_key_lookup(std_person: pd.DataFrame) -> pd.DataFrame:
+    """(tenant, patient_id, person_key) from std_person rows: the input other datasets need."""
+    return pd.DataFrame({"tenant": std_person["tenant"].astype(object),
+                         "patient_id": std_person["source_key"].astype("Int64"),
+                         "person_key": std_person["person_key"].astype(object)})
+
+
+def _empty_std(spec: DatasetSpec) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in spec.columns})
+
+
+def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, load_id: str,
+                now: datetime, person_keys: pd.DataFrame | None = None,
+                maps: MapSet | None = None,
+                lookups: Mapping[str, Collection[Any]] | None = None,
+                pseudo_key: pseudonym.PseudoKey | None = None) -> StdResult:
+    """Standardize one batch of one source table for one tenant.
+
+    ``person_keys`` (tenant, patient_id, person_key) is required for datasets whose rows name
+    a patient (visit, follow-up, contract); ``lookups`` maps a foreign-key column (``reg_id``,
+    ``rx_id``, ``refund_of``) to known keys to check referential integrity (``orphan:<col>``);
+    ``pseudo_key`` defaults to ``HISX_PSEUDO_KEY`` from the environment (person only).
+    """
+    if dataset not in DATASETS:
+        raise KeyError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
+    spec = DATASETS[dataset]
+    needed = _source_columns(spec)
+    missing_cols = [c for c in needed if c not in df.columns]
+    if missing_cols:
+        raise ValueError(f"{spec.source_table}: input lacks columns {missing_cols}")
+    maps = maps or load_maps(tenant, vendor)
+    now_local = _naive_local(now)
+    ctx: dict[str, Any] = {"tenant": tenant, "now": now_local, "person_keys": person_keys}
+    if dataset == "person":
+        ctx["pseudo_key"] = pseudo_key or pseudonym.key_from_env()
+    src = df.reset_index(drop=True)
+    n_in = len(src)
+    work, deduplicated = _dedupe(spec, src)
+
+    b = _Batch(spec, work, maps, lookups)
+    org = v.as_str(work["org_code"])
+    b.fail(org.isna(), "missing:org_code")
+    b.fail(org.notna() & (org != tenant), org.map(lambda x: f"mismatch:org_code:{_clip(x)}"))
+    pk = b._typed(spec.pk, _to_int, True)
+    rv = b._typed("row_version", _to_int, True)
+    bt = b.time(spec.business_time, required=True)
+    upd = b.time("updated_at", required=True)
+    b.fail(v.after(bt, upd) | v.after(bt, pd.Timestamp(now_local)), f"future:{spec.business_time}")
+    BUILDERS[dataset](b, ctx)
+
+    reasons: list[list[str]] = [[] for _ in range(len(work))]
+    pos = pd.Series(np.arange(len(work)), index=work.index)
+    for mask, reason in b.reasons:
+        idx = pos[mask.reindex(work.index, fill_value=False)].to_numpy()
+        if isinstance(reason, str):
+            for i in idx:
+                reasons[i].append(reason)
+        else:
+            vals = reason.to_numpy(dtype=object)
+            for i in idx:
+                reasons[i].append(str(vals[i]))
+    bad = pd.Series([bool(r) for r in reasons], index=work.index, dtype=bool)
+
+    good = ~bad
+    std = pd.DataFrame(index=work.index[good])
+    std["tenant"] = tenant
+    std["source_key"] = pk[good]
+    std["row_version"] = rv[good]
+    std["business_time"] = bt[good]
+    std["business_date"] = _dates(bt[good])
+    std["map_version"] = maps.version
+    std["load_id"] = load_id
+    for f in spec.fields:
+        col = b.out[f.name]
+        std[f.name] = col[good]
+    std = std.reset_index(drop=True) if len(std) else _empty_std(spec)
+    std = std[spec.columns]
+
+    qidx = work.index[bad]
+    qrows = work.loc[qidx].to_dict(orient="records")
+    quarantined = pd.DataFrame({
+        "dataset": dataset,
+        "tenant": tenant,
+        "source_table": spec.source_table,
+        "source_key": pk[bad].reset_index(drop=True),
+        "row_version": rv[bad].reset_index(drop=True),
+        "reasons": pd.Series([reasons[i] for i in pos[bad]], dtype=object),
+        "original": pd.Series([_original_json(r) for r in qrows], dtype=object),
+        "load_id": load_id,
+        "quarantined_at": pd.Timestamp(now_local),
+    }, columns=QUARANTINE_COLUMNS)
+    if len(quarantined) == 0:
+        quarantined = pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS})
+    assert n_in == len(std) + len(quarantined) + deduplicated, "conservation violated"
+    return StdResult(std, quarantined, deduplicated)
+
+
+_SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "person": ("patient_no", "name", "gender", "birth_date", "id_type", "id_no", "phone",
+               "division_code", "ethnicity", "marital_status", "insurance_type", "is_deleted"),
+    "outpatient_visit": ("visit_no", "patient_id", "dept_code", "doctor_code", "visit_kind",
+                         "visit_type", "reg_fee", "status", "is_deleted"),
+    "diagnosis": ("reg_id", "seq_no", "icd_code", "diag_name", "is_primary"),
+    "prescription": ("rx_no", "reg_id", "doctor_code", "rx_type", "total_amount"),
+    "prescription_item": ("rx_id", "line_no", "drug_code", "drug_name", "spec", "dose",
+                          "dose_unit", "route", "frequency", "days", "quantity", "unit_price",
+                          "amount"),
+    "charge": ("charge_no", "reg_id", "rx_id", "fee_category", "amount", "pay_method",
+               "insurance_amount", "self_amount", "refund_of"),
+    "dispense": ("rx_id", "pharmacist_code", "status"),
+    "chronic_followup": ("patient_id", "disease", "method", "sbp", "dbp", "fasting_glucose",
+                         "adherence", "doctor_code"),
+    "family_contract": ("contract_no", "patient_id", "team_code", "doctor_code", "package_code",
+                        "start_date", "end_date", "status"),
+}
+
+
+def _source_columns(spec: DatasetSpec) -> tuple[str, ...]:
+    base = ("org_code", spec.pk, spec.business_time, "updated_at", "row_version")
+    return base + tuple(c for c in _SOURCE_COLUMNS[spec.name] if c not in base)

@@ -1,0 +1,148 @@
+"""Local-code maps: reviewed CSVs per HIS vendor, optionally overridden per center.
+
+Layout (under ``hisx/standards/maps/``)::
+
+    VERSION                                  map version carried by every std row
+    vendors/<vendor>/<map>.csv               local_code,standard_code,code_system,note
+    centers/<org_code>/<map>.csv             same columns; rows override the vendor's
+    centers/<org_code>/vendor.txt            optional: the center's vendor, when not given
+
+``<map>`` is the target value set (``gender``, ``route``, ``department`` ...) or ``drug`` for
+the drug catalog. Adding a center is adding files (or nothing, when its vendor's maps fit).
+Lookup keys are compared after NFKC + strip + casefold, so ``Ｍ``, ``m `` and ``M`` agree.
+"""
+
+from __future__ import annotations
+
+import csv
+import unicodedata
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+MAPS_DIR = Path(str(resources.files("hisx.standards"))) / "maps"
+COLUMNS = ("local_code", "standard_code", "code_system", "note")
+
+
+class MapError(ValueError):
+    """A map file is malformed (bad header, duplicate local code, unknown vendor)."""
+
+
+def map_key(v: object) -> str | None:
+    """The comparison key of a local code."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    s = unicodedata.normalize("NFKC", str(v)).strip().casefold()
+    return s or None
+
+
+@dataclass(frozen=True)
+class CodeMap:
+    """One local -> standard map; ``sources`` says which file each entry came from."""
+
+    name: str
+    mapping: dict[str, str] = field(default_factory=dict)
+    code_system: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    originals: dict[str, str] = field(default_factory=dict)  # file spelling -> standard code
+
+    def map_series(self, s: pd.Series) -> pd.Series:
+        """Standard codes for a Series of local codes (None where absent or unmapped)."""
+        keys = s.astype(object).map(map_key)
+        return keys.map(self.mapping).astype(object).where(keys.map(lambda k: k in self.mapping),
+                                                          None)
+
+
+@dataclass(frozen=True)
+class MapSet:
+    """All maps for one center: its vendor's files with the center's overrides applied."""
+
+    version: str
+    vendor: str
+    org_code: str
+    maps: dict[str, CodeMap]
+
+    def get(self, name: str) -> CodeMap:
+        if name not in self.maps:
+            raise MapError(f"no map {name!r} for vendor {self.vendor!r} / center "
+                           f"{self.org_code!r}; have {sorted(self.maps)}")
+        return self.maps[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.maps
+
+
+def read_map_file(path: Path) -> list[dict[str, str]]:
+    """Rows of one map CSV, checked: exact header, no duplicate (normalized) local codes."""
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise MapError(f"{path}: header must be {','.join(COLUMNS)}, got {reader.fieldnames}")
+        rows = list(reader)
+    seen: set[str] = set()
+    for i, r in enumerate(rows, start=2):
+        k = map_key(r["local_code"])
+        if k is None or not (r["standard_code"] or "").strip():
+            raise MapError(f"{path}:{i}: empty local_code or standard_code")
+        if k in seen:
+            raise MapError(f"{path}:{i}: duplicate local_code {r['local_code']!r}")
+        seen.add(k)
+    return rows
+
+
+def map_version(maps_dir: Path = MAPS_DIR) -> str:
+    return (maps_dir / "VERSION").read_text(encoding="utf-8").strip()
+
+
+def vendors(maps_dir: Path = MAPS_DIR) -> list[str]:
+    return sorted(p.name for p in (maps_dir / "vendors").iterdir() if p.is_dir())
+
+
+def center_vendor(org_code: str, maps_dir: Path = MAPS_DIR) -> str | None:
+    """The vendor a center declared in ``centers/<org_code>/vendor.txt``, if any."""
+    p = maps_dir / "centers" / org_code / "vendor.txt"
+    return p.read_text(encoding="utf-8").strip() if p.is_file() else None
+
+
+def _merge(into: dict[str, CodeMap], directory: Path) -> None:
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.glob("*.csv")):
+        cm = into.setdefault(path.stem, CodeMap(path.stem))
+        for r in read_map_file(path):
+            k = map_key(r["local_code"])
+            assert k is not None
+            cm.mapping[k] = r["standard_code"].strip()
+            cm.code_system[k] = r["code_system"].strip()
+            cm.sources[k] = str(path.relative_to(directory.parent.parent))
+            for orig in [o for o in cm.originals if map_key(o) == k]:
+                del cm.originals[orig]
+            cm.originals[r["local_code"].strip()] = r["standard_code"].strip()
+
+
+@cache
+def _load(org_code: str, vendor: str, maps_dir: Path) -> MapSet:
+    vdir = maps_dir / "vendors" / vendor
+    if not vdir.is_dir():
+        raise MapError(f"unknown HIS vendor {vendor!r}; known: {vendors(maps_dir)}")
+    maps: dict[str, CodeMap] = {}
+    _merge(maps, vdir)
+    if org_code:
+        _merge(maps, maps_dir / "centers" / org_code)
+    return MapSet(map_version(maps_dir), vendor, org_code, maps)
+
+
+def load_maps(org_code: str, vendor: str | None = None, maps_dir: Path | None = None) -> MapSet:
+    """The maps for a center: ``vendors/<vendor>/*`` overridden by ``centers/<org_code>/*``.
+
+    ``vendor`` may be omitted when the center declares it in ``centers/<org_code>/vendor.txt``.
+    """
+    d = maps_dir or MAPS_DIR
+    v = vendor or center_vendor(org_code, d)
+    if not v:
+        raise MapError(f"center {org_code!r} has no vendor: pass vendor= or add "
+                       f"maps/centers/{org_code}/vendor.txt")
+    return _load(org_code, v, d)

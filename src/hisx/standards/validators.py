@@ -1,0 +1,203 @@
+"""Vectorized validators: each takes pandas Series and returns boolean masks (True = failure).
+
+They never raise on hostile input: values of the wrong type count as invalid, nulls are left
+to the caller's ``missing:`` checks (a validator's mask is False where its input is null).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from hisx.standards.catalog import CHRONIC_GROUPS, ICD10_PATTERN
+
+ID18_PATTERN = r"^\d{17}[\dX]$"
+ID15_PATTERN = r"^\d{15}$"
+_WEIGHTS = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2], dtype=np.int64)
+_CHECK = np.array(list("10X98765432"))
+
+SBP_RANGE = (60, 260)
+DBP_RANGE = (30, 160)
+GLUCOSE_RANGE = (1.0, 35.0)
+MONEY_TOLERANCE = 0.01
+TEST_NAME_PATTERN = r"(?i)(?:测试|test|demo|演示|虚拟|勿动|^\s*(?:xxx|aaa)\s*$)"
+
+
+# --- text -------------------------------------------------------------------------------------
+def _norm_one(v: object) -> object:
+    if isinstance(v, str):
+        s = unicodedata.normalize("NFKC", v).strip()
+        return s if s else None
+    return v
+
+
+def normalize_text(s: pd.Series) -> pd.Series:
+    """NFKC (full-width digits/letters -> ASCII), strip; empty -> None. Non-strings kept as is."""
+    if len(s) == 0:
+        return s.astype(object)
+    return pd.Series([_norm_one(v) for v in s.to_numpy(dtype=object)], index=s.index, dtype=object)
+
+
+def as_str(s: pd.Series) -> pd.Series:
+    """Values as normalized text (ints -> '12'); None where absent. For codes and identifiers."""
+    def one(v: object) -> object:
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
+            return None
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        if isinstance(v, bool):
+            return str(int(v))
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if not isinstance(v, str):
+            v = str(v)
+        s = unicodedata.normalize("NFKC", v).strip()
+        return s if s else None
+    return pd.Series([one(v) for v in s.to_numpy(dtype=object)], index=s.index, dtype=object)
+
+
+def is_null(s: pd.Series) -> pd.Series:
+    return s.isna()
+
+
+# --- GB 11643 ---------------------------------------------------------------------------------
+def id_check_chars(ids: pd.Series) -> pd.Series:
+    """Expected MOD 11-2 check character of 18-char strings (first 17 digits); None otherwise."""
+    s = ids.astype(object).where(ids.notna(), None)
+    ok = s.map(lambda v: isinstance(v, str) and len(v) == 18 and v[:17].isdigit() and v[:17].isascii())
+    out = pd.Series(None, index=ids.index, dtype=object)
+    if ok.any():
+        digits = np.array([[ord(c) - 48 for c in v[:17]] for v in s[ok]], dtype=np.int64)
+        out[ok] = _CHECK[(digits @ _WEIGHTS) % 11]
+    return out
+
+
+def id_birth_dates(ids: pd.Series) -> pd.Series:
+    """Birth date encoded in an 18- or 15-digit ID (datetime64, NaT when not a real date)."""
+    s = ids.astype(object).where(ids.notna(), None)
+    ymd = s.map(lambda v: v[6:14] if isinstance(v, str) and len(v) == 18
+                else ("19" + v[6:12] if isinstance(v, str) and len(v) == 15 else None))
+    return pd.to_datetime(ymd, format="%Y%m%d", errors="coerce")
+
+
+def id_sex_codes(ids: pd.Series) -> pd.Series:
+    """GB/T 2261.1 gender code from the sequence digit: odd -> '1', even -> '2'."""
+    def one(v: object) -> object:
+        if not isinstance(v, str):
+            return None
+        d = v[16] if len(v) == 18 else (v[14] if len(v) == 15 else None)
+        if d is None or not d.isdigit():
+            return None
+        return "1" if int(d) % 2 else "2"
+    return ids.astype(object).map(one)
+
+
+def validate_national_id(ids: pd.Series, birth_dates: pd.Series | None = None,
+                         genders: pd.Series | None = None) -> dict[str, pd.Series]:
+    """GB 11643 checks on normalized IDs (upper-case, no spaces). Masks keyed by reason suffix:
+
+    ``format`` (neither ``^\\d{17}[\\dX]$`` nor 15 digits), ``checksum`` (MOD 11-2),
+    ``birth_date`` (not a real date), ``birth_mismatch`` / ``gender_mismatch`` (vs the record;
+    only where the record value is present), and ``legacy15`` (a flag, not a failure).
+    """
+    s = ids.astype(object).where(ids.notna(), None)
+    present = s.notna()
+    is18 = s.str.fullmatch(ID18_PATTERN).fillna(False).astype(bool) & present
+    is15 = s.str.fullmatch(ID15_PATTERN).fillna(False).astype(bool) & present
+    fmt = present & ~is18 & ~is15
+    expect = id_check_chars(s.where(is18, None))
+    checksum = is18 & (expect != s.str[17])
+    bd = id_birth_dates(s.where(is18 | is15, None))
+    bad_date = (is18 | is15) & bd.isna()
+    out = {"format": fmt, "checksum": checksum.fillna(False).astype(bool),
+           "birth_date": bad_date, "legacy15": is15}
+    good = (is18 | is15) & ~bad_date
+    if birth_dates is not None:
+        rec = pd.to_datetime(birth_dates, errors="coerce").dt.normalize()
+        out["birth_mismatch"] = (good & rec.notna() & (bd != rec)).astype(bool)
+    if genders is not None:
+        sex = id_sex_codes(s)
+        g = genders.astype(object)
+        known = g.isin(["1", "2"])
+        out["gender_mismatch"] = (good & known & (sex != g)).fillna(False).astype(bool)
+    return out
+
+
+# --- ICD-10 -----------------------------------------------------------------------------------
+def normalize_icd(codes: pd.Series) -> pd.Series:
+    """Upper-case the category letters but keep the lower-case ``x`` placeholder/extension."""
+    def one(v: object) -> object:
+        if not isinstance(v, str):
+            return v
+        chars = list(v.replace(" ", "").upper())
+        for i, c in enumerate(chars):
+            if c == "X" and i > 0 and chars[i - 1] != "+":
+                chars[i] = "x"
+        return "".join(chars)
+    return codes.astype(object).map(one)
+
+
+def invalid_icd(codes: pd.Series) -> pd.Series:
+    """True where a present code does not match the national clinical edition format."""
+    s = codes.astype(object).where(codes.notna(), None)
+    ok = s.str.fullmatch(ICD10_PATTERN).fillna(False).astype(bool)
+    return s.notna() & ~ok
+
+
+def disease_group(codes: pd.Series) -> pd.Series:
+    """HTN for I10-I15, DM for E10-E14, else None (on normalized codes)."""
+    cat = codes.astype(object).where(codes.notna(), None).str[:3]
+    out = pd.Series(None, index=codes.index, dtype=object)
+    for group, (lo, hi) in CHRONIC_GROUPS.items():
+        out[(cat >= lo) & (cat <= hi) & cat.str.fullmatch(r"[A-Z]\d{2}").fillna(False)] = group
+    return out
+
+
+# --- time -------------------------------------------------------------------------------------
+def after(times: pd.Series, limit: pd.Series | datetime) -> pd.Series:
+    """True where ``times`` is strictly after ``limit`` (both present)."""
+    res = times > limit
+    return res.fillna(False).astype(bool)
+
+
+# --- vitals -----------------------------------------------------------------------------------
+def out_of_range(values: pd.Series, lo: float, hi: float) -> pd.Series:
+    v = pd.to_numeric(values, errors="coerce")
+    return (v.notna() & ((v < lo) | (v > hi))).astype(bool)
+
+
+def implausible_bp(sbp: pd.Series, dbp: pd.Series) -> dict[str, pd.Series]:
+    """Masks ``sbp`` (outside 60-260), ``dbp`` (outside 30-160), ``bp`` (SBP <= DBP)."""
+    s = pd.to_numeric(sbp, errors="coerce")
+    d = pd.to_numeric(dbp, errors="coerce")
+    return {"sbp": out_of_range(s, *SBP_RANGE), "dbp": out_of_range(d, *DBP_RANGE),
+            "bp": (s.notna() & d.notna() & (s <= d)).astype(bool)}
+
+
+def implausible_glucose(glucose: pd.Series) -> pd.Series:
+    return out_of_range(glucose, *GLUCOSE_RANGE)
+
+
+# --- money ------------------------------------------------------------------------------------
+def amount_mismatch(amount: pd.Series, quantity: pd.Series, unit_price: pd.Series,
+                    tol: float = MONEY_TOLERANCE) -> pd.Series:
+    """True where |amount - quantity * unit_price| > tol (all three present)."""
+    a, q, p = (pd.to_numeric(x, errors="coerce").astype(float) for x in (amount, quantity, unit_price))
+    diff = (a - q * p).abs()
+    return (diff > tol + 1e-9).fillna(False).astype(bool)
+
+
+def negative(values: pd.Series) -> pd.Series:
+    v = pd.to_numeric(values, errors="coerce")
+    return (v < 0).fillna(False).astype(bool)
+
+
+# --- test records -----------------------------------------------------------------------------
+def test_names(names: pd.Series) -> pd.Series:
+    """True where a name looks like a test/demo record (测试, test, demo ...)."""
+    s = names.astype(object).where(names.notna(), None)
+    s = s.where(s.map(lambda v: isinstance(v, str)), None)
+    return s.str.contains(TEST_NAME_PATTERN, regex=True).fillna(False).astype(bool)
