@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from hisx.config import Settings
+from hisx.config import Settings, ensure_demo_pseudo_key
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -61,6 +61,7 @@ def materialize_all(s: Settings) -> bool:
 
     from hisx.orchestration.definitions import defs
 
+    ensure_demo_pseudo_key(s.home)
     os.environ.setdefault("DAGSTER_HOME", str(s.dagster_home))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     job = defs.resolve_job_def("hisx_all")

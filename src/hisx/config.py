@@ -50,3 +50,19 @@ class Settings:
     @property
     def outbox_dir(self) -> Path:
         return self.home / "outbox"
+
+
+def ensure_demo_pseudo_key(home: Path) -> None:
+    """For the embedded default only: if ``HISX_PSEUDO_KEY`` is unset, use (or create) a
+    random key in ``$HISX_HOME/secrets/pseudo.key`` (git-ignored, mode 600). Production sets
+    the variable from its secret store; the repo never holds a key."""
+    if os.environ.get("HISX_PSEUDO_KEY"):
+        return
+    import secrets
+
+    path = home / "secrets" / "pseudo.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32), encoding="ascii")
+        path.chmod(0o600)
+    os.environ["HISX_PSEUDO_KEY"] = path.read_text(encoding="ascii").strip()

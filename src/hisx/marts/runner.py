@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 from importlib import resources
 
-from hisx.connectors.warehouse import Warehouse, split_statements
+from hisx.connectors.warehouse import Warehouse, ident, split_statements
 
 #: Marts in load order (later ones may read earlier ones).
 MARTS: tuple[str, ...] = ("mart_visits_daily", "mart_visits_monthly")
@@ -42,7 +42,7 @@ def load_mart(wh: Warehouse, name: str, tenant: str, date_from: date, date_to: d
             wh.run_script(stmt, params)
     return int(
         wh.scalar(
-            f"SELECT count(*) FROM {name} WHERE tenant = :tenant AND "
+            f"SELECT count(*) FROM {ident(name)} WHERE tenant = :tenant AND "
             "period_start BETWEEN :date_from AND :date_to",
             params,
         )

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from hisx.connectors.source import TableReader
 from hisx.connectors.warehouse import Warehouse
 from hisx.marts import runner as marts
-from hisx.pipelines import ods, runlog
+from hisx.pipelines import feeds, ods, runlog
 from hisx.pipelines.extract import ExtractResult, extract_table
 from hisx.pipelines.std_tables import ensure_std, std_columns, std_table
 from hisx.simulator.schema import TABLES, primary_key
@@ -161,7 +161,7 @@ def standardize_dataset(
 ) -> StdStats:
     """Standardize every ODS row of ``dataset``'s table landed since the last standardization."""
     from hisx.pipelines.standardize import DATASETS, standardize
-    from hisx.standards.schemas import load_schema
+    from hisx.standards.datasets import load_schema
 
     spec = DATASETS[dataset]
     table = spec.source_table
@@ -216,6 +216,8 @@ def _write_std(wh, dataset, tenant, table, pk, df, res, schema, load_id, loads, 
         if len(q):
             wh.load_arrow("quarantine", _to_arrow(q, qcols))
         wh.execute("DROP TABLE stage_keys")
+        # the feed outbox is written in the same transaction as the rows it describes
+        feeds.enqueue(wh, dataset, tenant, res.standardized, load_id)
         _mark_dirty(wh, tenant, list(old_dates["business_date"]) +
                     list(res.standardized.get("business_date", [])))
         runlog.log_std(wh, load_id=load_id, dataset=dataset, tenant=tenant,
