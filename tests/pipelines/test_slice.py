@@ -50,7 +50,7 @@ def world(tmp_path_factory):
 
 
 def test_conservation_with_defects_on(world) -> None:
-    for dataset, stats in world["first"].items():
+    for stats in world["first"].values():
         assert len(stats) == 3
         for s in stats:
             assert s.rows_in > 0

@@ -14,8 +14,12 @@ from importlib import resources
 
 from hisx.connectors.warehouse import Warehouse, ident, split_statements
 
-#: Marts in load order (later ones may read earlier ones).
-MARTS: tuple[str, ...] = ("mart_visits_daily", "mart_visits_monthly")
+#: Marts in load order (later ones may read earlier ones), with the std datasets each reads.
+MART_DEPS: dict[str, tuple[str, ...]] = {
+    "mart_visits_daily": ("outpatient_visit",),
+    "mart_visits_monthly": ("outpatient_visit",),
+}
+MARTS: tuple[str, ...] = tuple(MART_DEPS)
 
 
 def mart_sql(name: str) -> str:

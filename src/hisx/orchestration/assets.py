@@ -4,13 +4,12 @@ Each asset is a thin wrapper over a Dagster-free step in :mod:`hisx.pipelines.fl
 materialization metadata carries the counts that make the invariants visible.
 """
 
-from __future__ import annotations
 
 from datetime import datetime
 
 import dagster as dg
 
-from hisx.marts.runner import MARTS
+from hisx.marts.runner import MART_DEPS, MARTS
 from hisx.orchestration.resources import HisxResource
 from hisx.pipelines import flow
 from hisx.pipelines.standardize import DATASETS
@@ -93,7 +92,7 @@ def _std_asset(dataset: str) -> dg.AssetsDefinition:
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(["marts", m], group_name=MART_GROUP, kinds={"sql"},
-                     deps=[dg.AssetKey(["std", "outpatient_visit"])],
+                     deps=[dg.AssetKey(["std", d]) for d in MART_DEPS[m]],
                      description=f"Mart `{m}`: re-loaded per tenant for the business days "
                      "that changed (delete-range-then-insert in one transaction).")
         for m in MARTS
