@@ -261,7 +261,8 @@ def _person(b: _Batch, ctx: dict[str, Any]) -> None:
     b.fail(is_card & id_no.isna(), "missing:id_no")
     birth = b.time("birth_date")
     b.fail(v.after(birth, ctx["now"]), "future:birth_date")
-    card_ids = id_no.where(is_card, None)
+    # a 户口簿 (02) carries the same GB 11643 number as the ID card, so it is checked too
+    card_ids = id_no.where(is_card | id_type.eq("02").fillna(False).astype(bool), None)
     checks = v.validate_national_id(card_ids, birth, gender)
     b.fail(checks["format"], "invalid:id_no:format")
     b.fail(checks["checksum"], "invalid:id_no:checksum")

@@ -149,11 +149,15 @@ def invalid_icd(codes: pd.Series) -> pd.Series:
 
 def disease_group(codes: pd.Series) -> pd.Series:
     """HTN for I10-I15, DM for E10-E14, else None (on normalized codes)."""
-    cat = codes.astype(object).where(codes.notna(), None).str[:3]
-    out = pd.Series(None, index=codes.index, dtype=object)
-    for group, (lo, hi) in CHRONIC_GROUPS.items():
-        out[(cat >= lo) & (cat <= hi) & cat.str.fullmatch(r"[A-Z]\d{2}").fillna(False)] = group
-    return out
+    def one(c: object) -> object:
+        if not isinstance(c, str) or len(c) < 3 or not (c[0].isalpha() and c[1:3].isdigit()):
+            return None
+        for group, (lo, hi) in CHRONIC_GROUPS.items():
+            if lo <= c[:3] <= hi:
+                return group
+        return None
+    return pd.Series([one(c) for c in codes.to_numpy(dtype=object)], index=codes.index,
+                     dtype=object)
 
 
 # --- time -------------------------------------------------------------------------------------

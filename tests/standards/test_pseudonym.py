@@ -1,0 +1,69 @@
+"""Pseudonymization: keyed person keys, key handling, masking."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from hisx.standards import pseudonym as ps
+
+KEY = ps.key_from_text("00112233445566778899aabbccddeeff")
+
+
+def test_hex_and_text_keys_and_default_key_id():
+    assert KEY.secret == bytes.fromhex("00112233445566778899aabbccddeeff")
+    text = ps.key_from_text("not hex at all")
+    assert text.secret == b"not hex at all"
+    assert KEY.key_id.startswith("k") and len(KEY.key_id) == 9
+    assert ps.key_from_text("abc", "2026-a").key_id == "2026-a"
+    assert "00112233" not in repr(KEY)
+
+
+def test_key_from_env(monkeypatch):
+    monkeypatch.delenv(ps.KEY_ENV, raising=False)
+    with pytest.raises(ps.PseudonymKeyError, match="HISX_PSEUDO_KEY"):
+        ps.key_from_env()
+    monkeypatch.setenv(ps.KEY_ENV, "secret-text")
+    monkeypatch.setenv(ps.KEY_ID_ENV, "kid1")
+    k = ps.key_from_env()
+    assert k.key_id == "kid1" and k.secret == b"secret-text"
+
+
+def test_strong_key_is_deterministic_and_keyed():
+    k1, s1 = ps.person_key(KEY, "11010519491231002X")
+    k2, _ = ps.person_key(KEY, " １１０１０５１９４９１２３１００２x ")  # full-width, spaces, lower x
+    k3, _ = ps.person_key(ps.key_from_text("another key"), "11010519491231002X")
+    assert s1 == ps.STRONG and k1 == k2 and k1 != k3
+    assert len(k1) == 64 and "11010519491231002X" not in k1
+
+
+def test_legacy_15_digit_id_gets_the_18_digit_key():
+    assert ps.normalize_id("110105491231002") == "11010519491231002X"
+    assert ps.person_key(KEY, "110105491231002") == ps.person_key(KEY, "11010519491231002X")
+
+
+def test_weak_fallback():
+    k, s = ps.person_key(KEY, None, "张三", date(1980, 1, 2), "M")
+    k2, _ = ps.person_key(KEY, "bad-id", " 张三 ", "1980-01-02", "m")
+    assert s == ps.WEAK and k == k2
+    assert ps.person_key(KEY, None, "张三", date(1980, 1, 3), "M")[0] != k
+    keys = ps.person_keys(KEY, ["11010519491231002X", None], ["a", "b"], [None, None], ["1", "2"])
+    assert len(keys) == 2 and keys[0] == ps.person_key(KEY, "11010519491231002X")[0]
+
+
+def test_valid_id_examples():
+    for ok in ("11010519491231002X", "440524188001010014", "34052419800101001X",
+               "370101190102039973"):
+        assert ps.valid_id(ok), ok
+    for bad in ("110105194912310021", "11010519491331002X", "1101051949123100", None, ""):
+        assert not ps.valid_id(bad), bad
+
+
+def test_masks():
+    assert ps.mask_id("11010519491231002X") == "110105********002X"
+    assert ps.mask_id("E12345678") == "E*******8"
+    assert ps.mask_id(None) is None
+    assert ps.mask_phone("13812345678") == "138****5678"
+    assert ps.mask_phone("1234") == "**34"
+    assert ps.mask_name("张三丰") == "张*"
