@@ -1,17 +1,634 @@
-"""Feed outbox (ledger) for the push feeds to the regional platform.
+"""Push feeds to the regional platform: the feed ledger (outbox), publisher and replay.
 
-Placeholder interface owned by the feeds work: ``enqueue`` is called inside the
-standardization transaction with the rows just standardized.
+``enqueue`` runs inside the standardization transaction: it turns the rows just standardized
+into envelopes (one per record version), validates their payloads against the dataset's JSON
+Schema and inserts them into ``feed_ledger``: valid ones for ``hisx.std.<dataset>.v<major>``,
+invalid ones for the dead-letter topic with their reasons. Message ids are uuid5 of (center,
+dataset, source key, row version), so re-running or backfilling enqueues nothing new for
+unchanged rows, and a late row from an offline center gets its own id once.
+
+``publish`` sends what is pending (or sent but never acknowledged) in ledger order, through
+an idempotent acks=all producer, and books the acknowledgements per batch in one UPDATE. A
+failed batch stops the run with the ledger as it was (pending/sent): the next run resumes,
+nothing acked is sent again. ``replay`` re-sends a range with the same message ids. Without
+bootstrap servers the same envelopes go to a local JSON-lines outbox (one file per topic).
+
+Logs carry counts, topics, message ids and value-free reasons, never payload values.
 """
 
 from __future__ import annotations
 
-import pandas as pd
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hisx.config import Settings
+from hisx.connectors.feeds_validator import ColumnValidator
+from hisx.connectors.kafka import Delivery, KafkaOptions, Record
 from hisx.connectors.warehouse import Warehouse
+
+log = logging.getLogger("hisx.feeds")
+
+DLQ_TOPIC = "hisx.dlq.v1"
+DLQ_SCHEMA_ID = "https://hisx.example/schemas/feeds/dead_letter.v1.json"
+ENVELOPE_SCHEMA_ID = "https://hisx.example/schemas/feeds/envelope.v1.json"
+#: fixed namespace of the feed message ids (uuid5); never change it, ids are a contract
+MESSAGE_NS = uuid.UUID("6f1c2a9e-4c1b-5d0a-9a52-8e3f1b7c4d20")
+LOCAL_OFFSET = "+08:00"  # source business times are China local wall-clock (no DST)
+STATES = ("pending", "sent", "acked", "dead")
+_NATIONAL_ID = re.compile(r"(?<!\d)(\d{17}[\dXx]|\d{15})(?!\d)")
+
+LEDGER_COLUMNS = ["message_id", "dataset", "tenant", "source_key", "row_version",
+                  "business_time", "topic", "msg_key", "envelope", "reasons", "state",
+                  "load_id", "enqueued_at"]
+
+
+def ledger_ddl(dialect: str) -> list[str]:
+    """DDL of the ledger; ``seq`` (from a sequence) is the publish order."""
+    ts = "TIMESTAMP"
+    stmts = [
+        "CREATE SEQUENCE IF NOT EXISTS feed_ledger_seq",
+        f"""CREATE TABLE IF NOT EXISTS feed_ledger (
+    message_id VARCHAR(36) NOT NULL PRIMARY KEY,
+    seq BIGINT NOT NULL DEFAULT nextval('feed_ledger_seq'),
+    dataset VARCHAR(60) NOT NULL,
+    tenant VARCHAR(40) NOT NULL,
+    source_key BIGINT NOT NULL,
+    row_version BIGINT NOT NULL,
+    business_time {ts},
+    topic VARCHAR(200) NOT NULL,
+    msg_key VARCHAR(120) NOT NULL,
+    envelope TEXT NOT NULL,
+    reasons TEXT,
+    state VARCHAR(8) NOT NULL,
+    kafka_partition INTEGER,
+    kafka_offset BIGINT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    load_id VARCHAR(64),
+    enqueued_at {ts} NOT NULL,
+    sent_at {ts},
+    acked_at {ts},
+    replayed_at {ts}
+)""",
+    ]
+    if dialect == "postgresql":  # DuckDB: no secondary indexes on updated columns
+        stmts += [
+            "CREATE INDEX IF NOT EXISTS feed_ledger_todo ON feed_ledger (seq) "
+            "WHERE state IN ('pending', 'sent')",
+            "CREATE INDEX IF NOT EXISTS feed_ledger_range ON feed_ledger "
+            "(dataset, tenant, business_time)",
+        ]
+    return stmts
+
+
+def ensure_ledger(wh: Warehouse) -> None:
+    for stmt in ledger_ddl(wh.dialect):
+        wh.execute(stmt)
+
+
+# -- contracts -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Contract:
+    """What the feed of one dataset promises: topic, schema id/version, compiled validator."""
+
+    dataset: str
+    schema: Mapping[str, Any]
+    schema_id: str
+    version: str
+    topic: str
+    validator: ColumnValidator
+
+    @classmethod
+    def from_schema(cls, dataset: str, schema: Mapping[str, Any]) -> Contract:
+        version = str(schema.get("x-schema-version") or schema.get("version") or "1.0.0")
+        major = version.split(".")[0]
+        return cls(dataset, schema, str(schema.get("$id") or f"urn:hisx:std:{dataset}"),
+                   version, f"hisx.std.{dataset}.v{major}", ColumnValidator(schema))
+
+
+@cache
+def contract(dataset: str) -> Contract:
+    """The published contract of a standardized dataset (schema compiled once, reused)."""
+    from hisx.standards.datasets import load_schema
+
+    return Contract.from_schema(dataset, load_schema(dataset))
+
+
+def datasets() -> list[str]:
+    from hisx.standards.datasets import DATASETS
+
+    return list(DATASETS)
+
+
+def topic_for(dataset: str) -> str:
+    return contract(dataset).topic
+
+
+_NS_BYTES = MESSAGE_NS.bytes
+
+
+def message_id(tenant: str, dataset: str, source_key: int, row_version: int) -> str:
+    """Deterministic message id of one record version: uuid5(MESSAGE_NS, name)."""
+    h = hashlib.sha1(_NS_BYTES + f"{tenant}|{dataset}|{int(source_key)}|{int(row_version)}"
+                     .encode()).hexdigest()
+    return (f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
+            f"{h[20:32]}")
+
+
+def redact(text: str) -> str:
+    """Mask anything shaped like a national ID number (15 or 18 characters)."""
+    return _NATIONAL_ID.sub("<redacted-id>", text)
+
+
+# -- payloads ----------------------------------------------------------------------------------
+def _py(x: Any, day: bool) -> Any:
+    """One value as JSON-ready Python (None for every kind of missing)."""
+    if x is None or x is pd.NA or x is pd.NaT:
+        return None
+    if isinstance(x, str | bool | int):
+        return x
+    if isinstance(x, float):
+        return None if x != x else x
+    if isinstance(x, np.generic):
+        return _py(x.item(), day)
+    if isinstance(x, Decimal):
+        return float(x)
+    if isinstance(x, datetime):
+        if x.tzinfo is not None:
+            x = x.astimezone(timezone(timedelta(hours=8))).replace(tzinfo=None)
+        return x.date().isoformat() if day else x.isoformat()
+    if isinstance(x, date):
+        return x.isoformat()
+    return x
+
+
+def _iso(arr: pa.Array, day: bool) -> pa.Array:
+    """Arrow timestamps/dates as ISO strings (China local wall clock for aware times)."""
+    if pa.types.is_timestamp(arr.type) and arr.type.tz is not None:
+        arr = pc.local_timestamp(pc.cast(arr, pa.timestamp(arr.type.unit, "Asia/Shanghai")))
+    if day:
+        return pc.cast(pc.cast(arr, pa.date32()), pa.string())
+    if pa.types.is_date(arr.type):
+        arr = pc.cast(arr, pa.timestamp("s"))
+    with contextlib.suppress(pa.ArrowInvalid):  # whole seconds: no fraction in the text
+        arr = pc.cast(arr, pa.timestamp("s"))
+    return pc.replace_substring(pc.cast(arr, pa.string()), " ", "T", max_replacements=1)
+
+
+def _json_column(s: pd.Series, prop: Mapping[str, Any]) -> pa.Array | list[Any]:
+    """A column as JSON-ready Arrow (string/int/float/bool), or a list if Arrow cannot."""
+    t = prop.get("type")
+    types = {t} if isinstance(t, str) else set(t or ())
+    day = prop.get("format") == "date"
+    try:
+        arr = pa.Array.from_pandas(s)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return [_py(x, day) for x in s.tolist()]
+    at = arr.type
+    if pa.types.is_timestamp(at) or pa.types.is_date(at):
+        return _iso(arr, day)
+    if pa.types.is_decimal(at):
+        arr = pc.cast(arr, pa.float64())
+    elif pa.types.is_large_string(at):
+        arr = pc.cast(arr, pa.string())
+    elif pa.types.is_dictionary(at):
+        arr = arr.dictionary_decode()
+    if pa.types.is_floating(arr.type):
+        arr = pc.if_else(pc.is_nan(arr), pa.scalar(None, arr.type), arr)
+        if "integer" in types and "number" not in types:
+            with contextlib.suppress(pa.ArrowInvalid):  # integral values: 5 not 5.0
+                arr = pc.cast(arr, pa.int64())
+    if not (pa.types.is_string(arr.type) or pa.types.is_integer(arr.type)
+            or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type)
+            or pa.types.is_null(arr.type)):
+        return [_py(x, day) for x in arr.to_pylist()]
+    return arr
+
+
+def payload_columns(df: pd.DataFrame, schema: Mapping[str, Any]) -> dict[str, pa.Array | list]:
+    """Every column of ``df`` as JSON-ready Arrow arrays (or lists for odd columns)."""
+    props = schema.get("properties", {})
+    return {c: _json_column(df[c], props.get(c, {})) for c in df.columns}
+
+
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # what json.dumps(ensure_ascii=False) escapes
+
+
+def _json_fragments(col: pa.Array | list[Any]) -> pa.Array:
+    """Each value of a column as its JSON text, vectorized (json.dumps only when escaping)."""
+    if isinstance(col, list):
+        return pa.array([_dumps(x) for x in col], pa.string())
+    t = col.type
+    if pa.types.is_null(t):
+        return pa.array(["null"] * len(col), pa.string())
+    if pa.types.is_string(t):
+        if pc.any(pc.match_substring_regex(col, _NEEDS_ESCAPE)).as_py():
+            return pa.array([_dumps(x) for x in col.to_pylist()], pa.string())
+        text = pc.binary_join_element_wise('"', col, '"', "")
+    elif pa.types.is_floating(t):
+        if pc.any(pc.is_inf(col)).as_py():
+            raise ValueError("infinite number in a feed payload")
+        text = pc.cast(col, pa.string())
+    else:  # integers, booleans ("true"/"false")
+        text = pc.cast(col, pa.string())
+    return pc.fill_null(text, "null")
+
+
+def _payload_json(cols: Mapping[str, pa.Array | list]) -> pa.Array:
+    parts: list[Any] = []
+    for i, (name, col) in enumerate(cols.items()):
+        parts += [("{" if i == 0 else ",") + _dumps(name) + ":", _json_fragments(col)]
+    parts.append("}")
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _redacted_payload(payload: dict[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload as it may go to the dead-letter topic: no unknown field values, no IDs."""
+    out = {}
+    for k, v in payload.items():
+        if k not in props:
+            out[k] = "<redacted>"
+        elif isinstance(v, str):
+            out[k] = redact(v)
+        else:
+            out[k] = v
+    return out
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _value(col: pa.Array | list[Any], i: int) -> Any:
+    return col[i].as_py() if isinstance(col, pa.Array) else col[i]
+
+
+def _column(cols: Mapping[str, pa.Array | list], name: str, n: int) -> list[Any]:
+    col = cols.get(name)
+    if col is None:
+        return [None] * n
+    return col.to_pylist() if isinstance(col, pa.Array) else list(col)
+
+
+def build_ledger_rows(dataset: str, tenant: str, standardized: pd.DataFrame, load_id: str,
+                      *, contract_: Contract | None = None,
+                      now: datetime | None = None) -> pa.Table:
+    """Ledger rows (Arrow, :data:`LEDGER_COLUMNS`) for ``standardized``, validated.
+
+    Payload and envelope JSON are assembled column-wise with Arrow string kernels; only the
+    message ids (SHA-1) and dead-lettered rows are computed row by row.
+    """
+    c = contract_ or contract(dataset)
+    df = standardized.reset_index(drop=True)
+    n = len(df)
+    cols = payload_columns(df, c.schema)
+    bad = c.validator.validate_columns(cols, n)
+    sk = _column(cols, "source_key", n)
+    rv = _column(cols, "row_version", n)
+    bt = _column(cols, "business_time", n)
+    ids = [message_id(tenant, dataset, k, v) for k, v in zip(sk, rv, strict=True)]
+    event = [b if not isinstance(b, str) or b.endswith(("Z", LOCAL_OFFSET)) else b + LOCAL_OFFSET
+             for b in bt]
+    payload = _payload_json(cols)
+    envelope = pc.binary_join_element_wise(
+        '{"message_id":"', pa.array(ids, pa.string()),
+        '","dataset":' + _dumps(dataset) + ',"schema_id":' + _dumps(c.schema_id)
+        + ',"schema_version":' + _dumps(c.version) + ',"tenant":' + _dumps(tenant)
+        + ',"source_key":', _json_fragments(pa.array(sk, pa.int64())),
+        ',"row_version":', _json_fragments(pa.array(rv, pa.int64())),
+        ',"event_time":', _json_fragments(pa.array(event, pa.string())),
+        ',"map_version":', _json_fragments(cols.get("map_version", [None] * n)),
+        ',"load_id":' + _dumps(load_id) + ',"payload":', payload, "}", "")
+    topics = [c.topic] * n
+    reasons: list[str | None] = [None] * n
+    if bad:
+        envs = envelope.to_pylist()
+        props = c.schema.get("properties", {})
+        for i, rs in bad.items():
+            env = json.loads(envs[i])
+            raw = {name: _value(col, i) for name, col in cols.items()}
+            env.update(original_topic=c.topic, reasons=rs,
+                       payload=_redacted_payload(raw, props))
+            envs[i] = _dumps(env)
+            topics[i] = DLQ_TOPIC
+            reasons[i] = _dumps(rs)
+        envelope = pa.array(envs, pa.string())
+    btimes = pd.to_datetime(pd.Series([b[:26] if isinstance(b, str) else None for b in bt],
+                                      dtype=object), errors="coerce")
+    return pa.table({
+        "message_id": pa.array(ids, pa.string()),
+        "dataset": pa.array([dataset] * n, pa.string()),
+        "tenant": pa.array([tenant] * n, pa.string()),
+        "source_key": pa.array(sk, pa.int64()),
+        "row_version": pa.array(rv, pa.int64()),
+        "business_time": pa.array(btimes.to_numpy(dtype="datetime64[us]"), pa.timestamp("us")),
+        "topic": pa.array(topics, pa.string()),
+        "msg_key": pc.binary_join_element_wise(
+            tenant + ":", pc.cast(pa.array(sk, pa.int64()), pa.string()), ""),
+        "envelope": envelope,
+        "reasons": pa.array(reasons, pa.string()),
+        "state": pa.array(["pending"] * n, pa.string()),
+        "load_id": pa.array([load_id] * n, pa.string()),
+        "enqueued_at": pa.array([now or datetime.now()] * n, pa.timestamp("us")),
+    })
 
 
 def enqueue(wh: Warehouse, dataset: str, tenant: str, standardized: pd.DataFrame,
-            load_id: str) -> int:
-    """Write pending ledger entries for ``standardized`` rows; returns how many are new."""
-    return 0
+            load_id: str, *, contract_: Contract | None = None) -> int:
+    """Write pending ledger entries for ``standardized`` rows; returns how many are new.
+
+    Call it inside the transaction that writes the rows: a rollback leaves no ledger row.
+    Rows whose message id is already in the ledger (same center, dataset, source key and row
+    version) are skipped; invalid payloads are enqueued for the dead-letter topic.
+    """
+    if standardized is None or len(standardized) == 0:
+        return 0
+    ensure_ledger(wh)
+    rows = build_ledger_rows(dataset, tenant, standardized, load_id, contract_=contract_)
+    order = pc.sort_indices(rows, [("source_key", "ascending"),
+                                           ("row_version", "ascending")])
+    rows = rows.take(order)
+    cols = ", ".join(LEDGER_COLUMNS)
+    with wh.transaction():
+        wh.execute("DROP TABLE IF EXISTS stage_feed")
+        wh.execute("CREATE TEMPORARY TABLE stage_feed (ord BIGINT, message_id VARCHAR(36), "
+                   "dataset VARCHAR(60), tenant VARCHAR(40), source_key BIGINT, "
+                   "row_version BIGINT, business_time TIMESTAMP, topic VARCHAR(200), "
+                   "msg_key VARCHAR(120), envelope TEXT, reasons TEXT, state VARCHAR(8), "
+                   "load_id VARCHAR(64), enqueued_at TIMESTAMP)")
+        wh.load_arrow("stage_feed", rows.append_column("ord", pa.array(range(rows.num_rows),
+                                                                       pa.int64())))
+        new = int(wh.scalar(
+            "SELECT count(DISTINCT s.message_id) FROM stage_feed s WHERE NOT EXISTS "
+            "(SELECT 1 FROM feed_ledger l WHERE l.message_id = s.message_id)") or 0)
+        if new:
+            wh.execute(
+                f"INSERT INTO feed_ledger ({cols}) SELECT {cols} FROM ("
+                f"SELECT s.*, row_number() OVER (PARTITION BY s.message_id ORDER BY s.ord) AS rn "
+                "FROM stage_feed s WHERE NOT EXISTS (SELECT 1 FROM feed_ledger l "
+                "WHERE l.message_id = s.message_id)) x WHERE rn = 1 ORDER BY ord "
+                "ON CONFLICT (message_id) DO NOTHING")
+        wh.execute("DROP TABLE stage_feed")
+    dlq = int(pc.sum(pc.equal(rows["topic"], DLQ_TOPIC).cast(pa.int64())).as_py() or 0)
+    log.info("feed enqueue %s/%s load=%s: %d rows, %d new, %d for the dead-letter topic",
+             dataset, tenant, load_id, rows.num_rows, new, dlq)
+    return new
+
+
+# -- publishing ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FeedConfig:
+    """Where feeds go: Kafka (``bootstrap``) or, without it, the local outbox directory."""
+
+    bootstrap: str | None
+    outbox_dir: Path
+    batch_size: int = 5_000
+    kafka: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **kw: Any) -> FeedConfig:
+        s = settings or Settings.from_env()
+        return cls(bootstrap=s.feed_bootstrap, outbox_dir=s.outbox_dir, **kw)
+
+    @property
+    def mode(self) -> str:
+        return "kafka" if self.bootstrap else "outbox"
+
+    def kafka_options(self) -> KafkaOptions:
+        return KafkaOptions(bootstrap=self.bootstrap or "", **dict(self.kafka))
+
+    def open_sink(self):
+        if self.bootstrap:
+            from hisx.connectors.kafka import KafkaSink
+
+            return KafkaSink(self.kafka_options())
+        from hisx.connectors.feeds_outbox import FileSink
+
+        return FileSink(self.outbox_dir)
+
+
+@dataclass
+class PublishStats:
+    mode: str
+    selected: int = 0
+    acked: int = 0
+    dead: int = 0
+    failed: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    topics: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def rate(self) -> float:
+        return (self.acked + self.dead) / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok, "rate": round(self.rate, 1)}
+
+
+def _config(settings: Settings | FeedConfig | None) -> FeedConfig:
+    return settings if isinstance(settings, FeedConfig) else FeedConfig.from_settings(settings)
+
+
+def _headers(dataset: str, topic: str, mid: str) -> list[tuple[str, bytes]]:
+    sid = DLQ_SCHEMA_ID if topic == DLQ_TOPIC else contract(dataset).schema_id
+    return [("schema_id", sid.encode()), ("message_id", mid.encode()),
+            ("dataset", dataset.encode()), ("content-type", b"application/json")]
+
+
+_ACKS_DDL = ("CREATE TEMPORARY TABLE IF NOT EXISTS stage_feed_acks (message_id VARCHAR(36), "
+             "kafka_partition INTEGER, kafka_offset BIGINT, error TEXT)")
+_BOOK = """UPDATE feed_ledger SET
+  state = CASE WHEN a.error IS NOT NULL THEN feed_ledger.state
+               WHEN feed_ledger.topic = :dlq THEN 'dead' ELSE 'acked' END,
+  kafka_partition = coalesce(a.kafka_partition, feed_ledger.kafka_partition),
+  kafka_offset = coalesce(a.kafka_offset, feed_ledger.kafka_offset),
+  acked_at = CASE WHEN a.error IS NULL THEN :now ELSE feed_ledger.acked_at END,
+  replayed_at = CASE WHEN a.error IS NULL AND :replay THEN :now ELSE feed_ledger.replayed_at END,
+  attempts = feed_ledger.attempts + CASE WHEN :replay THEN 1 ELSE 0 END,
+  last_error = a.error
+FROM stage_feed_acks a WHERE feed_ledger.message_id = a.message_id"""
+
+
+def _book(wh: Warehouse, ids: list[str], results: list[Delivery], replay: bool) -> None:
+    """Record one batch's acknowledgements (or errors) in the ledger: one UPDATE."""
+    acks = pa.table({
+        "message_id": pa.array(ids, pa.string()),
+        "kafka_partition": pa.array([d.partition for d in results], pa.int32()),
+        "kafka_offset": pa.array([d.offset for d in results], pa.int64()),
+        "error": pa.array([redact(d.error) if d.error else None for d in results], pa.string()),
+    })
+    with wh.transaction():
+        wh.execute("DELETE FROM stage_feed_acks")
+        wh.load_arrow("stage_feed_acks", acks)
+        wh.execute(_BOOK, {"dlq": DLQ_TOPIC, "now": datetime.now(), "replay": replay})
+
+
+def _send(wh: Warehouse, cfg: FeedConfig, where: str, params: Mapping[str, Any], *,
+          replay: bool, progress: Callable[[PublishStats], None] | None,
+          sink: Any = None) -> PublishStats:
+    stats = PublishStats(cfg.mode)
+    t0 = time.perf_counter()
+    ensure_ledger(wh)
+    topics = [r for r in wh.query_df(
+        f"SELECT DISTINCT topic FROM feed_ledger WHERE {where}", params)["topic"]]
+    if not topics:
+        return stats
+    own = sink is None
+    try:
+        if own:
+            sink = cfg.open_sink()
+        sink.prepare(topics)
+    except Exception as e:  # broker unreachable: everything stays as it is in the ledger
+        stats.error = redact(f"{type(e).__name__}: {e}")[:500]
+        stats.seconds = time.perf_counter() - t0
+        log.warning("feed %s: sink unavailable, nothing sent: %s",
+                    "replay" if replay else "publish", stats.error)
+        if own and sink is not None:
+            sink.close()
+        return stats
+    wh.execute(_ACKS_DDL)
+    last = -1
+    try:
+        while True:
+            batch = wh.query_arrow(
+                f"SELECT seq, message_id, dataset, topic, msg_key, envelope FROM feed_ledger "
+                f"WHERE {where} AND seq > :last ORDER BY seq LIMIT :n",
+                {**params, "last": last, "n": cfg.batch_size})
+            if batch.num_rows == 0:
+                break
+            seqs = batch["seq"].to_pylist()
+            ids = batch["message_id"].to_pylist()
+            if not replay:
+                wh.execute("UPDATE feed_ledger SET state = 'sent', attempts = attempts + 1, "
+                           "sent_at = :now WHERE seq BETWEEN :a AND :b AND state IN "
+                           "('pending', 'sent')", {"now": datetime.now(), "a": seqs[0],
+                                                   "b": seqs[-1]})
+            prefix = '{"produced_at":"' + datetime.now(UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z") + '",'
+            if replay:
+                prefix += '"replayed":true,'
+            records = [
+                Record(t, k.encode(), (prefix + e[1:]).encode(), _headers(d, t, m))
+                for m, d, t, k, e in zip(ids, batch["dataset"].to_pylist(),
+                                         batch["topic"].to_pylist(),
+                                         batch["msg_key"].to_pylist(),
+                                         batch["envelope"].to_pylist(), strict=True)]
+            results = sink.send_batch(records)
+            _book(wh, ids, results, replay)
+            stats.batches += 1
+            stats.selected += len(ids)
+            for r, d in zip(records, results, strict=True):
+                if d.error is not None:
+                    stats.failed += 1
+                    stats.error = stats.error or redact(d.error)
+                elif r.topic == DLQ_TOPIC:
+                    stats.dead += 1
+                else:
+                    stats.acked += 1
+                    stats.topics[r.topic] = stats.topics.get(r.topic, 0) + 1
+            last = seqs[-1]
+            if progress is not None:
+                progress(stats)
+            if stats.failed:  # stop: keep per-key order, resume from the ledger next run
+                break
+    finally:
+        if own:
+            sink.close()
+        wh.execute("DROP TABLE IF EXISTS stage_feed_acks")
+    stats.seconds = time.perf_counter() - t0
+    log.info("feed %s (%s): %d selected, %d acked, %d dead-lettered, %d failed in %.2f s%s",
+             "replay" if replay else "publish", stats.mode, stats.selected, stats.acked,
+             stats.dead, stats.failed, stats.seconds,
+             f"; stopped: {stats.error}" if stats.error else "")
+    return stats
+
+
+def publish(wh: Warehouse, settings: Settings | FeedConfig | None = None, *,
+            progress: Callable[[PublishStats], None] | None = None,
+            sink: Any = None) -> PublishStats:
+    """Send every pending (or sent but unacknowledged) ledger message; resume-safe."""
+    return _send(wh, _config(settings), "state IN ('pending', 'sent')", {}, replay=False,
+                 progress=progress, sink=sink)
+
+
+def _bounds(start: date | datetime | str, end: date | datetime | str) -> tuple[datetime, datetime]:
+    """[start, end) as datetimes; a plain date ``end`` includes that whole day."""
+    def parse(x: date | datetime | str) -> tuple[datetime, bool]:
+        if isinstance(x, str):
+            x = datetime.fromisoformat(x) if ("T" in x or " " in x) else date.fromisoformat(x)
+        if isinstance(x, datetime):
+            return x.replace(tzinfo=None), False
+        return datetime(x.year, x.month, x.day), True
+
+    a, _ = parse(start)
+    b, is_day = parse(end)
+    return a, (b + timedelta(days=1) if is_day else b)
+
+
+def replay(wh: Warehouse, dataset: str, center: str, start: date | datetime | str,
+           end: date | datetime | str, settings: Settings | FeedConfig | None = None, *,
+           progress: Callable[[PublishStats], None] | None = None,
+           sink: Any = None) -> PublishStats:
+    """Re-send a dataset's messages of one center with business time in [start, end].
+
+    Same message ids and payloads (the envelope gains ``"replayed": true`` and a new
+    ``produced_at``); dead-lettered records are not replayed.
+    """
+    a, b = _bounds(start, end)
+    where = ("dataset = :d AND tenant = :t AND business_time >= :a AND business_time < :b "
+             "AND topic <> :dlq AND state <> 'dead'")
+    return _send(wh, _config(settings), where,
+                 {"d": dataset, "t": center, "a": a, "b": b, "dlq": DLQ_TOPIC},
+                 replay=True, progress=progress, sink=sink)
+
+
+# -- inspection ------------------------------------------------------------------------------------
+def status(wh: Warehouse) -> pd.DataFrame:
+    """Ledger counts per dataset, center and state, with time bounds and last error."""
+    ensure_ledger(wh)
+    return wh.query_df(
+        "SELECT dataset, tenant, state, count(*) AS messages, min(business_time) AS first_event, "
+        "max(business_time) AS last_event, min(enqueued_at) AS first_enqueued, "
+        "max(acked_at) AS last_acked, max(attempts) AS max_attempts "
+        "FROM feed_ledger GROUP BY dataset, tenant, state ORDER BY dataset, tenant, state")
+
+
+def dead_letters(wh: Warehouse, limit: int = 100) -> pd.DataFrame:
+    """Dead-lettered messages (in or bound for ``hisx.dlq.v1``) with their reasons."""
+    ensure_ledger(wh)
+    return wh.query_df(
+        "SELECT message_id, dataset, tenant, source_key, row_version, business_time, state, "
+        "reasons, kafka_offset, enqueued_at FROM feed_ledger WHERE topic = :dlq "
+        "ORDER BY seq LIMIT :n", {"dlq": DLQ_TOPIC, "n": int(limit)})
+
+
+def ledger_ids(wh: Warehouse, states: Iterable[str] = ("acked",)) -> set[str]:
+    """Message ids of the ledger in ``states`` (for reconciliation with a consumer)."""
+    st = list(states)
+    marks = ", ".join(f":s{i}" for i in range(len(st)))
+    df = wh.query_df(f"SELECT message_id FROM feed_ledger WHERE state IN ({marks})",
+                     {f"s{i}": s for i, s in enumerate(st)})
+    return set(df["message_id"])

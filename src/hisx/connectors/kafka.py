@@ -1,0 +1,145 @@
+"""Kafka sink for the push feeds (kafka-python): acks=all, idempotent, retried with backoff.
+
+A sink takes a batch of :class:`Record` and returns one :class:`Delivery` per record, in
+order: the (partition, offset) the broker acknowledged, or the error. Nothing here touches
+the warehouse; the ledger bookkeeping lives in :mod:`hisx.pipelines.feeds`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+log = logging.getLogger("hisx.feeds.kafka")
+
+
+class Record(NamedTuple):
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class Delivery(NamedTuple):
+    partition: int | None
+    offset: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class KafkaOptions:
+    """Producer settings; the defaults are production ones, tests shorten the timeouts."""
+
+    bootstrap: str
+    client_id: str = "hisx-feeds"
+    linger_ms: int = 5
+    batch_size: int = 256 * 1024
+    retry_backoff_ms: int = 200
+    request_timeout_ms: int = 15_000
+    delivery_timeout_ms: int = 60_000
+    max_block_ms: int = 10_000
+    partitions: int = 3
+    replication_factor: int = 1
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def producer(opts: KafkaOptions):
+    """An idempotent, acks=all producer retrying with backoff until ``delivery_timeout_ms``.
+
+    Raises kafka.errors.KafkaError (NoBrokersAvailable) when no broker answers.
+    """
+    from kafka import KafkaProducer
+
+    return KafkaProducer(
+        bootstrap_servers=opts.bootstrap.split(","), client_id=opts.client_id, acks="all",
+        enable_idempotence=True, retry_backoff_ms=opts.retry_backoff_ms,
+        linger_ms=opts.linger_ms, bootstrap_timeout_ms=opts.max_block_ms,
+        batch_size=opts.batch_size, request_timeout_ms=opts.request_timeout_ms,
+        delivery_timeout_ms=opts.delivery_timeout_ms, max_block_ms=opts.max_block_ms,
+        max_in_flight_requests_per_connection=5,
+    )
+
+
+def ensure_topics(opts: KafkaOptions, topics: Iterable[str]) -> list[str]:
+    """Create the topics that do not exist yet; returns the ones created."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    wanted = sorted(set(topics))
+    if not wanted:
+        return []
+    admin = KafkaAdminClient(bootstrap_servers=opts.bootstrap.split(","),
+                             client_id=opts.client_id + "-admin",
+                             request_timeout_ms=opts.request_timeout_ms)
+    try:
+        missing = [t for t in wanted if t not in set(admin.list_topics())]
+        created = []
+        for t in missing:  # one by one: a concurrent creator must not fail the others
+            try:
+                admin.create_topics([NewTopic(t, opts.partitions, opts.replication_factor)])
+                created.append(t)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+class KafkaSink:
+    """Send batches through one idempotent producer; use as a context manager."""
+
+    def __init__(self, opts: KafkaOptions) -> None:
+        self.opts = opts
+        self._producer = producer(opts)
+
+    def prepare(self, topics: Iterable[str]) -> None:
+        ensure_topics(self.opts, topics)
+
+    def send_batch(self, records: Sequence[Record]) -> list[Delivery]:
+        from kafka.errors import KafkaError
+
+        p = self._producer
+        futures: list = []
+        for r in records:
+            try:
+                futures.append(p.send(r.topic, key=r.key, value=r.value, headers=r.headers))
+            except KafkaError as e:  # metadata / buffer timeouts while the broker is away
+                futures.append(e)
+        try:
+            p.flush(timeout=self.opts.delivery_timeout_ms / 1000 + 5)
+        except KafkaError as e:
+            log.warning("flush did not complete: %s", _error(e))
+        out = []
+        for f in futures:
+            if isinstance(f, BaseException):
+                out.append(Delivery(None, None, _error(f)))
+            elif not f.is_done:
+                out.append(Delivery(None, None, "not acknowledged before the flush timeout"))
+            elif f.succeeded():
+                md = f.value
+                out.append(Delivery(md.partition, md.offset, None))
+            else:
+                out.append(Delivery(None, None, _error(f.exception)))
+        return out
+
+    def close(self) -> None:
+        try:
+            self._producer.close(timeout=5)
+        except Exception as e:  # closing a producer whose broker died must not mask results
+            log.warning("producer close: %s", _error(e))
+
+    def __enter__(self) -> KafkaSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
