@@ -315,6 +315,8 @@ def _visits(c, st, v, rng, ids, defect_rate, defects) -> dict[str, pd.DataFrame]
 
 
 def _visit_no(vendor: str, t: np.ndarray, counter: np.ndarray, emergency: np.ndarray) -> np.ndarray:
+    if not len(t):
+        return np.empty(0, dtype=object)
     ymd = np.char.replace(np.datetime_as_string(t, unit="D"), "-", "")
     seq6 = np.char.zfill((counter % 1_000_000).astype("U7"), 6)
     if vendor == "vendor_a":
@@ -486,7 +488,7 @@ def _prescriptions_and_money(c, v, rng, ids, defect_rate, defects, reg_ids, reg_
     refunds = pd.DataFrame({
         "charge_id": r_ids, "org_code": c.org_code,
         "charge_no": _prefixed(c.vendor, "refund", ref_time[r], r_ids), "reg_id": reg_ids[cv[r]],
-        "rx_id": ch.rx_id.to_numpy()[r], "fee_category": cfee[r], "amount": -np.round(camt[r], 2),
+        "rx_id": ch.rx_id.array[r], "fee_category": cfee[r], "amount": -np.round(camt[r], 2),
         "pay_method": pay_local[cv[r]], "insurance_amount": -cins[r],
         "self_amount": -np.round(camt[r] - cins[r], 2), "charge_time": ref_time[r],
         "refund_of": pd.array(ch_ids[r], dtype="Int64"),
@@ -515,6 +517,8 @@ def _prefixed(vendor: str, what: str, t: np.ndarray, ids: np.ndarray) -> np.ndar
     pre = {"vendor_a": {"rx": "CF", "charge": "SF", "refund": "TF", "contract": "QY"},
            "vendor_b": {"rx": "9", "charge": "8", "refund": "7", "contract": "6"},
            "vendor_c": {"rx": "RX-", "charge": "FY-", "refund": "TF-", "contract": "JY-"}}[vendor][what]
+    if not len(ids):
+        return np.empty(0, dtype=object)
     ymd = np.char.replace(np.datetime_as_string(t, unit="D"), "-", "")
     return np.char.add(np.char.add(pre, ymd), np.char.zfill(ids.astype("U12"), 10)).astype(object)
 

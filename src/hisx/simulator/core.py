@@ -279,9 +279,8 @@ def _read_state(conn, c: Center, vendor: str, t0: np.datetime64) -> CenterState:
         "eligible": ~pat.name.str.strip().isin(TEST_NAMES).to_numpy(),
         "created": pd.to_datetime(pat.created).to_numpy().astype(US),
     })
-    ends = dict(zip(con.patient_id, pd.to_datetime(con.end), strict=True))
-    pop["contract_end"] = np.array([ends.get(i, pd.NaT) for i in pop.patient_id],
-                                   dtype="datetime64[D]")
+    ends = pd.Series(pd.to_datetime(con.end).to_numpy(), index=con.patient_id.to_numpy(np.int64))
+    pop["contract_end"] = ends.reindex(pop.patient_id.to_numpy()).to_numpy().astype("datetime64[D]")
     r = schema.registrations
     n_reg = conn.execute(select(func.count()).select_from(r).where(r.c.org_code == c.org_code)).scalar()
     return CenterState(pop=pop, visit_counter=int(n_reg))
@@ -303,7 +302,7 @@ def _cancellations(conn, c: Center, t0, t1, rng, ids: Ids) -> tuple[pd.DataFrame
     r, ch = schema.registrations, schema.charges
     normal = d.local_code(c.vendor, "reg_status", "normal")
     fee = d.local_code(c.vendor, "fee_category", "registration")
-    since = pd.Timestamp(t0) - pd.Timedelta(days=2)
+    since = pd.Timestamp(t0) - pd.Timedelta(days=7)
     rows = pd.DataFrame(conn.execute(
         select(r.c.reg_id, ch.c.charge_id, ch.c.amount, ch.c.insurance_amount, ch.c.self_amount,
                ch.c.pay_method)
@@ -313,7 +312,7 @@ def _cancellations(conn, c: Center, t0, t1, rng, ids: Ids) -> tuple[pd.DataFrame
         .order_by(r.c.reg_id)).all(),
         columns=["reg_id", "charge_id", "amount", "ins", "self", "pay"])
     rows = rows.drop_duplicates("reg_id")
-    pick = rows[rng.random(len(rows)) < 0.01].reset_index(drop=True)
+    pick = rows[rng.random(len(rows)) < 0.02].reset_index(drop=True)
     n = len(pick)
     span = max(int((t1 - t0).astype(np.int64)), 1)
     when = t0 + np.sort(rng.integers(0, span, n)).astype("timedelta64[us]")
@@ -340,8 +339,8 @@ def append_activity(url: str, *, start: datetime, hours: float, seed: int, cente
                     progress: bool = False) -> Manifest:
     """Add the activity of ``[start, start + hours)`` to an existing source.
 
-    New rows (patients, visits, ...) get new keys and higher row versions; about 1% of the
-    registrations of the two days before ``start`` are cancelled during the window (an update:
+    New rows (patients, visits, ...) get new keys and higher row versions; about 2% of the
+    registrations of the week before ``start`` are cancelled during the window (an update:
     new status, updated_at and row_version) with a refund charge. Arrivals never precede the
     newest ``updated_at`` already in the database, so every written row version is higher.
     """

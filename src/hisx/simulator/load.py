@@ -11,7 +11,7 @@ import io
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Date, DateTime, Engine, create_engine
+from sqlalchemy import Date, DateTime, Engine, Integer, create_engine
 from sqlalchemy.dialects import registry
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -35,6 +35,8 @@ def _kind(col) -> str:
         return "dt"
     if isinstance(col.type, Date):
         return "date"
+    if isinstance(col.type, Integer):
+        return "int"
     return "other"
 
 
@@ -47,6 +49,8 @@ def _column_values(s: pd.Series, kind: str, sep: str) -> list:
         if kind == "dt" and sep != "T":
             txt = np.char.replace(txt, "T", sep)
         vals = txt.tolist()
+    elif kind == "int" and s.dtype.kind == "f":
+        vals = [0 if m else int(x) for x, m in zip(s.tolist(), mask, strict=True)]
     else:
         vals = s.tolist()
     if mask.any():
@@ -101,7 +105,8 @@ class Sink:
             cur.executemany(sql, zip(*data, strict=True))
             cur.close()
         elif self.dialect == "postgresql" and self.engine.dialect.driver == "psycopg":
-            out = pd.DataFrame({c.name: _column_values(df[c.name], _kind(c), " ") for c in cols})
+            out = pd.DataFrame({c.name: pd.Series(_column_values(df[c.name], _kind(c), " "), dtype=object)
+                                for c in cols})
             buf = io.StringIO()
             out.to_csv(buf, index=False, header=False, na_rep="")
             raw = self._conn().driver_connection
@@ -110,7 +115,8 @@ class Sink:
                 cp.write(buf.getvalue())
         else:
             self.flush()
-            data = {c.name: _column_values(df[c.name], _kind(c), " ") for c in cols}
+            data = {c.name: pd.Series(_column_values(df[c.name], _kind(c), " "), dtype=object)
+                    for c in cols}
             dt_cols = [c.name for c in cols if _kind(c) in ("dt", "date")]
             rows = pd.DataFrame(data)
             for c in dt_cols:
