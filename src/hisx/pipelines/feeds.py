@@ -302,10 +302,15 @@ def build_ledger_rows(dataset: str, tenant: str, standardized: pd.DataFrame, loa
     bad = c.validator.validate_columns(cols, n)
     sk = _column(cols, "source_key", n)
     rv = _column(cols, "row_version", n)
-    bt = _column(cols, "business_time", n)
+    bt_col = cols.get("business_time")
+    if isinstance(bt_col, pa.Array) and pa.types.is_string(bt_col.type) and not pc.any(
+            pc.match_substring_regex(bt_col, r"(Z|[+-]\d\d:\d\d)$")).as_py():
+        event = pc.binary_join_element_wise(bt_col, LOCAL_OFFSET, "")
+    else:
+        event = pa.array([b if not isinstance(b, str) or b.endswith(("Z", LOCAL_OFFSET))
+                          else b + LOCAL_OFFSET for b in _column(cols, "business_time", n)],
+                         pa.string())
     ids = [message_id(tenant, dataset, k, v) for k, v in zip(sk, rv, strict=True)]
-    event = [b if not isinstance(b, str) or b.endswith(("Z", LOCAL_OFFSET)) else b + LOCAL_OFFSET
-             for b in bt]
     payload = _payload_json(cols)
     envelope = pc.binary_join_element_wise(
         '{"message_id":"', pa.array(ids, pa.string()),
@@ -313,7 +318,7 @@ def build_ledger_rows(dataset: str, tenant: str, standardized: pd.DataFrame, loa
         + ',"schema_version":' + _dumps(c.version) + ',"tenant":' + _dumps(tenant)
         + ',"source_key":', _json_fragments(pa.array(sk, pa.int64())),
         ',"row_version":', _json_fragments(pa.array(rv, pa.int64())),
-        ',"event_time":', _json_fragments(pa.array(event, pa.string())),
+        ',"event_time":', _json_fragments(event),
         ',"map_version":', _json_fragments(cols.get("map_version", [None] * n)),
         ',"load_id":' + _dumps(load_id) + ',"payload":', payload, "}", "")
     topics = [c.topic] * n
@@ -330,15 +335,19 @@ def build_ledger_rows(dataset: str, tenant: str, standardized: pd.DataFrame, loa
             topics[i] = DLQ_TOPIC
             reasons[i] = _dumps(rs)
         envelope = pa.array(envs, pa.string())
-    btimes = pd.to_datetime(pd.Series([b[:26] if isinstance(b, str) else None for b in bt],
-                                      dtype=object), errors="coerce")
+    try:
+        btimes = pc.cast(pa.Array.from_pandas(df["business_time"]), pa.timestamp("us"))
+    except (KeyError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        btimes = pa.array(pd.to_datetime(pd.Series(
+            [b[:26] if isinstance(b, str) else None for b in _column(cols, "business_time", n)],
+            dtype=object), errors="coerce").to_numpy(dtype="datetime64[us]"), pa.timestamp("us"))
     return pa.table({
         "message_id": pa.array(ids, pa.string()),
         "dataset": pa.array([dataset] * n, pa.string()),
         "tenant": pa.array([tenant] * n, pa.string()),
         "source_key": pa.array(sk, pa.int64()),
         "row_version": pa.array(rv, pa.int64()),
-        "business_time": pa.array(btimes.to_numpy(dtype="datetime64[us]"), pa.timestamp("us")),
+        "business_time": btimes,
         "topic": pa.array(topics, pa.string()),
         "msg_key": pc.binary_join_element_wise(
             tenant + ":", pc.cast(pa.array(sk, pa.int64()), pa.string()), ""),
