@@ -4,26 +4,87 @@ Each ``sql/<mart>.sql`` holds ``CREATE TABLE IF NOT EXISTS`` then a ``DELETE`` o
 (tenant, day range) and an ``INSERT … SELECT`` of the same range, with bound parameters
 ``:tenant``, ``:date_from`` and ``:date_to`` (inclusive). The runner executes the delete and
 insert inside one transaction, so readers never see a half-loaded range and re-runs give the
-same contents.
+same contents. Every mart has ``tenant`` and ``period_start`` columns.
+
+Three load shapes, all delete-then-insert and deterministic:
+
+* range marts (facts, daily aggregates, ``dim_date``): exactly the days of the range;
+* monthly marts: the whole months the range touches; cumulative monthly marts
+  (``mart_chronic_monthly``, ``mart_family_doctor_monthly``): every month from the range's first
+  month on, since a registry or a contract counts in all later months;
+* :data:`FULL_REFRESH` marts (the other dimensions, ``mart_dq_load_daily``): all rows of the
+  tenant, whatever the range.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Iterable
+from datetime import date, timedelta
 from importlib import resources
+
+import pandas as pd
 
 from hisx.connectors.warehouse import Warehouse, ident, split_statements
 
-#: Marts in load order (later ones may read earlier ones), with the std datasets each reads.
+#: Marts in load order (later ones read earlier ones), with the std datasets each reads.
 MART_DEPS: dict[str, tuple[str, ...]] = {
+    # dimensions
+    "dim_center": ("outpatient_visit",),
+    "dim_date": (),
+    "dim_department": ("outpatient_visit",),
+    "dim_staff": ("outpatient_visit", "prescription", "chronic_followup", "family_contract",
+                  "dispense"),
+    "dim_drug": ("prescription_item",),
+    "dim_diagnosis": ("diagnosis",),
+    "dim_person": ("person",),
+    # facts
+    "fact_visit": ("outpatient_visit",),
+    "fact_diagnosis": ("diagnosis", "outpatient_visit"),
+    "fact_prescription_item": ("prescription_item", "prescription"),
+    "fact_charge": ("charge",),
+    "fact_dispense": ("dispense", "prescription"),
+    "fact_chronic_followup": ("chronic_followup",),
+    "fact_family_contract": ("family_contract",),
+    # aggregates
     "mart_visits_daily": ("outpatient_visit",),
     "mart_visits_monthly": ("outpatient_visit",),
+    "mart_revenue_daily": ("charge",),
+    "mart_revenue_monthly": ("charge",),
+    "mart_drug_monthly": ("prescription_item", "prescription"),
+    "mart_diagnosis_monthly": ("diagnosis", "outpatient_visit"),
+    "mart_chronic_monthly": ("chronic_followup", "diagnosis", "outpatient_visit"),
+    "mart_family_doctor_monthly": ("family_contract", "chronic_followup", "diagnosis",
+                                   "outpatient_visit"),
+    "mart_dq_daily": ("person", "outpatient_visit", "diagnosis", "prescription",
+                      "prescription_item", "charge", "dispense", "chronic_followup",
+                      "family_contract"),
+    "mart_dq_load_daily": (),
 }
 MARTS: tuple[str, ...] = tuple(MART_DEPS)
+
+#: Marts re-loaded whole per tenant (the range is ignored).
+FULL_REFRESH: frozenset[str] = frozenset({
+    "dim_center", "dim_department", "dim_staff", "dim_drug", "dim_diagnosis", "dim_person",
+    "mart_dq_load_daily",
+})
+
+#: Dirty days closer than this are loaded as one range (a longer set-based range is far cheaper
+#: than many one-day statements; re-loading a clean day is a no-op by idempotence).
+MERGE_GAP_DAYS = 92
 
 
 def mart_sql(name: str) -> str:
     return resources.files("hisx.marts").joinpath("sql", f"{name}.sql").read_text("utf-8")
+
+
+def mart_description(name: str) -> str:
+    """The leading ``--`` comment block of a mart's SQL file (its documentation)."""
+    lines = []
+    for ln in mart_sql(name).splitlines():
+        if not ln.startswith("--"):
+            break
+        lines.append(ln[2:].strip())
+    return " ".join(lines)
 
 
 def _is_ddl(stmt: str) -> bool:
@@ -31,24 +92,82 @@ def _is_ddl(stmt: str) -> bool:
 
 
 def ensure_marts(wh: Warehouse, marts: tuple[str, ...] = MARTS) -> None:
+    """Create the std tables the marts read (empty if not yet standardized), the reference
+    tables, and the mart tables."""
+    from hisx.marts.reference import ensure_reference
+    from hisx.pipelines import ods
+    from hisx.pipelines.std_tables import ensure_std
+    from hisx.standards.datasets import load_schema
+
+    ods.ensure_ods(wh)
+    for ds in sorted({d for m in marts for d in MART_DEPS.get(m, ())} | _ALL_DQ):
+        ensure_std(wh, ds, load_schema(ds))
+    from hisx.pipelines import runlog
+
+    runlog.ensure_runlog(wh)
+    ensure_reference(wh)
     for name in marts:
         for stmt in split_statements(mart_sql(name)):
             if _is_ddl(stmt):
                 wh.execute(stmt)
 
 
+_ALL_DQ = frozenset(MART_DEPS["mart_dq_daily"])
+
+
 def load_mart(wh: Warehouse, name: str, tenant: str, date_from: date, date_to: date) -> int:
-    """Delete-then-insert one mart for one tenant and day range; returns rows in the range."""
+    """Delete-then-insert one mart for one tenant and day range; returns rows in the range
+    (all of the tenant's rows for a full-refresh mart)."""
     stmts = [s for s in split_statements(mart_sql(name)) if not _is_ddl(s)]
     params = {"tenant": tenant, "date_from": date_from, "date_to": date_to}
     with wh.transaction():
         for stmt in stmts:
             wh.run_script(stmt, params)
-    return int(
-        wh.scalar(
-            f"SELECT count(*) FROM {ident(name)} WHERE tenant = :tenant AND "
-            "period_start BETWEEN :date_from AND :date_to",
-            params,
-        )
-        or 0
-    )
+    where = "" if name in FULL_REFRESH else " AND period_start BETWEEN :date_from AND :date_to"
+    return int(wh.scalar(f"SELECT count(*) FROM {ident(name)} WHERE tenant = :tenant{where}",
+                         params) or 0)
+
+
+def plan_ranges(days: Iterable[date], gap_days: int = MERGE_GAP_DAYS) -> list[tuple[date, date]]:
+    """Dirty days -> inclusive ranges, merging days less than ``gap_days`` apart."""
+    out: list[tuple[date, date]] = []
+    for d in sorted(set(days)):
+        if out and d - out[-1][1] <= timedelta(days=gap_days):
+            out[-1] = (out[-1][0], d)
+        else:
+            out.append((d, d))
+    return out
+
+
+def load_tenant(wh: Warehouse, tenant: str, days: Iterable[date],
+                marts: tuple[str, ...] = MARTS) -> list[tuple[date, date]]:
+    """Load every mart for a tenant's dirty days: planned ranges, marts in load order; each
+    full-refresh mart once."""
+    ranges = plan_ranges(days)
+    if not ranges:
+        return []
+    for name in marts:
+        if name in FULL_REFRESH:
+            load_mart(wh, name, tenant, ranges[0][0], ranges[-1][1])
+            continue
+        for lo, hi in ranges:
+            load_mart(wh, name, tenant, lo, hi)
+    return ranges
+
+
+def refresh_dirty(wh: Warehouse, marts: tuple[str, ...] = MARTS) -> dict[str, list]:
+    """Re-load the marts for the days in ``mart_dirty``, then clear exactly those days.
+
+    Drop-in for :func:`hisx.pipelines.flow.build_marts` with range planning (see
+    :data:`MERGE_GAP_DAYS`).
+    """
+    dirty = wh.query_df("SELECT DISTINCT tenant, business_date FROM mart_dirty")
+    done: dict[str, list] = {}
+    for tenant, grp in dirty.groupby("tenant"):
+        days = [pd.Timestamp(d).date() for d in grp["business_date"]]
+        done[str(tenant)] = load_tenant(wh, str(tenant), days, marts)
+        with wh.transaction():
+            for lo, hi in plan_ranges(days, gap_days=1):
+                wh.execute("DELETE FROM mart_dirty WHERE tenant = :t AND business_date "
+                           "BETWEEN :a AND :b", {"t": tenant, "a": lo, "b": hi})
+    return done
