@@ -531,29 +531,34 @@ def _registration_defects(c, rng, frames, defect_rate, defects, cancelled, ids) 
     edges = np.cumsum([s for _, s in REG_DEFECTS]) * defect_rate
     kind_idx = np.searchsorted(edges, u, side="right")
     dup_src = []
+    dept, kindcol, vno = (reg[k].to_numpy(dtype=object).copy()
+                          for k in ("dept_code", "visit_kind", "visit_no"))
+    rtime = reg["reg_time"].to_numpy().copy()
+    rids = reg["reg_id"].to_numpy()
     for i in np.flatnonzero(kind_idx < len(REG_DEFECTS)):
         kind = REG_DEFECTS[kind_idx[i]][0]
         if kind in ("future_time", "duplicate_row") and cancelled[i]:
             continue
-        rid = int(reg.at[i, "reg_id"])
+        rid = int(rids[i])
         if kind == "unmapped_dept":
             bad = {"vendor_a": "NK99", "vendor_b": "1999", "vendor_c": "0999"}[c.vendor]
-            detail = f"dept_code {reg.at[i, 'dept_code']} -> {bad}"
-            reg.at[i, "dept_code"] = bad
+            detail = f"dept_code {dept[i]} -> {bad}"
+            dept[i] = bad
         elif kind == "future_time":
             shift = int(k[i] % (70 * 3600)) + 2 * 3600
-            reg.at[i, "reg_time"] = reg.at[i, "reg_time"] + pd.Timedelta(seconds=shift)
+            rtime[i] = rtime[i] + np.timedelta64(shift, "s")
             detail = f"reg_time moved {shift // 60} minutes past its arrival"
         elif kind == "duplicate_row":
             dup_src.append(i)
             continue
         elif kind == "whitespace":
-            detail = f"visit_kind {reg.at[i, 'visit_kind']!r} padded"
-            reg.at[i, "visit_kind"] = (" " + reg.at[i, "visit_kind"]) if k[i] % 2 else (reg.at[i, "visit_kind"] + " ")
+            detail = f"visit_kind {kindcol[i]!r} padded"
+            kindcol[i] = (" " + kindcol[i]) if k[i] % 2 else (kindcol[i] + " ")
         else:  # fullwidth_digits
-            reg.at[i, "visit_no"] = fullwidth(reg.at[i, "visit_no"])
-            detail = f"visit_no {reg.at[i, 'visit_no']}"
+            vno[i] = fullwidth(vno[i])
+            detail = f"visit_no {vno[i]}"
         defects.append((kind, "registrations", rid, c.org_code, detail))
+    reg["dept_code"], reg["visit_kind"], reg["visit_no"], reg["reg_time"] = dept, kindcol, vno, rtime
     if dup_src:
         dup = reg.iloc[dup_src].copy()
         dup["reg_id"] = ids.take("registrations", len(dup))

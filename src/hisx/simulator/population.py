@@ -12,8 +12,8 @@ from hisx.simulator.identifiers import fullwidth, id_numbers, wrong_check_char
 US = "datetime64[us]"
 #: Population shares by age band (community centers skew old).
 AGE_BANDS = ((0, 15, 0.09), (15, 35, 0.17), (35, 60, 0.33), (60, 80, 0.31), (80, 96, 0.10))
-_HTN = ((35, 0.0), (45, 0.06), (60, 0.16), (75, 0.30), (200, 0.38))
-_DM = ((35, 0.002), (45, 0.03), (60, 0.07), (75, 0.12), (200, 0.13))
+_HTN = ((35, 0.0), (45, 0.05), (60, 0.135), (75, 0.255), (200, 0.32))
+_DM = ((35, 0.002), (45, 0.025), (60, 0.06), (75, 0.10), (200, 0.11))
 INSURANCE = (("urban_employee", 0.62), ("urban_resident", 0.28), ("public_funded", 0.02),
              ("commercial", 0.02), ("uninsured", 0.06))
 ETHNICITY = (("han", 0.975), ("hui", 0.005), ("manchu", 0.004), ("mongol", 0.003),
@@ -150,40 +150,46 @@ def _patient_defects(c: Center, rng, pat: pd.DataFrame, id_type, gender_canon, e
     kind_idx = np.searchsorted(edges, u, side="right")
     idcard = (id_type == "id_card") & pd.notna(pat["id_no"]).to_numpy()
     gl = c.loc("gender")
+    cols = {k: pat[k].to_numpy(dtype=object).copy() for k in ("id_no", "gender", "name", "phone")}
+    birth = pat["birth_date"].to_numpy().copy()
+    pids = pat["patient_id"].to_numpy()
     for i in np.flatnonzero(kind_idx < len(PATIENT_DEFECTS)):
         kind = PATIENT_DEFECTS[kind_idx[i]][0]
-        pid = int(pat.at[i, "patient_id"])
+        pid = int(pids[i])
         detail = None
         if kind.startswith("id_") and not idcard[i]:
             continue
         if kind == "id_gender_mismatch" and gender_canon[i] == "unknown":
             continue
         if kind == "id_missing":
-            pat.at[i, "id_no"] = None
+            cols["id_no"][i] = None
             detail = "id_type is the ID card, id_no is NULL"
         elif kind == "id_checksum":
-            old = pat.at[i, "id_no"]
-            pat.at[i, "id_no"] = wrong_check_char(old, int(k[i]))
-            detail = f"check char {old[17]} -> {pat.at[i, 'id_no'][17]}"
+            old = cols["id_no"][i]
+            cols["id_no"][i] = wrong_check_char(old, int(k[i]))
+            detail = f"check char {old[17]} -> {cols['id_no'][i][17]}"
         elif kind == "id_birth_mismatch":
             shift = int(k[i] % 700) + 1
             shift = shift if k[i] % 2 else -shift
-            pat.at[i, "birth_date"] = pat.at[i, "birth_date"] + pd.Timedelta(days=shift)
+            birth[i] = birth[i] + np.timedelta64(shift, "D")
             detail = f"birth_date shifted {shift:+d} days from the ID"
         elif kind == "id_gender_mismatch":
             flip = "female" if gender_canon[i] == "male" else "male"
-            pat.at[i, "gender"] = gl[flip]
+            cols["gender"][i] = gl[flip]
             detail = f"gender {flip} contradicts the ID sex digit"
         elif kind == "whitespace":
             col = "name" if k[i] % 2 else "gender"
-            v = pat.at[i, col]
-            pat.at[i, col] = (" " + v) if k[i] % 4 < 2 else (v + "  ")
-            detail = f"{col} {pat.at[i, col]!r}"
+            v = cols[col][i]
+            cols[col][i] = (" " + v) if k[i] % 4 < 2 else (v + "  ")
+            detail = f"{col} {cols[col][i]!r}"
         elif kind == "fullwidth_digits":
-            pat.at[i, "phone"] = fullwidth(pat.at[i, "phone"])
-            detail = f"phone {pat.at[i, 'phone']}"
+            cols["phone"][i] = fullwidth(cols["phone"][i])
+            detail = f"phone {cols['phone'][i]}"
         elif kind == "test_patient":
-            pat.at[i, "name"] = TEST_NAMES[k[i] % len(TEST_NAMES)]
+            cols["name"][i] = TEST_NAMES[k[i] % len(TEST_NAMES)]
             eligible[i] = False
-            detail = f"name {pat.at[i, 'name']!r}"
+            detail = f"name {cols['name'][i]!r}"
         defects.append((kind, "patients", pid, c.org_code, detail))
+    for k2, arr in cols.items():
+        pat[k2] = arr
+    pat["birth_date"] = birth
