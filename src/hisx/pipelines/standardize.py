@@ -77,7 +77,7 @@ def _to_datetime(s: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         if getattr(s.dt, "tz", None) is not None:
             s = s.dt.tz_convert(CHINA_TZ).dt.tz_localize(None)
-        return s.astype("datetime64[us]")
+        return _in_python_range(s.astype("datetime64[us]"))
 
     def one(x: object) -> object:
         if isinstance(x, pd.Timestamp | datetime):
@@ -96,9 +96,23 @@ def _to_datetime(s: pd.Series) -> pd.Series:
                 return None
             return None if ts is pd.NaT else _naive_local(ts.to_pydatetime())
         return None
-    vals = [one(x) for x in s.to_numpy(dtype=object)]
-    return pd.to_datetime(pd.Series(vals, index=s.index, dtype=object), errors="coerce"
-                          ).astype("datetime64[us]")
+    def safe(x: object) -> object:
+        try:
+            return one(x)
+        except (ValueError, OverflowError, TypeError, ArithmeticError):
+            return None
+    vals = [safe(x) for x in s.to_numpy(dtype=object)]
+    out = pd.to_datetime(pd.Series(vals, index=s.index, dtype=object), errors="coerce"
+                         ).astype("datetime64[us]")
+    return _in_python_range(out)
+
+
+_MIN_TS, _MAX_TS = pd.Timestamp(datetime(1, 1, 2)), pd.Timestamp(datetime(9999, 12, 30))
+
+
+def _in_python_range(ts: pd.Series) -> pd.Series:
+    """NaT for instants Python's datetime cannot hold (year < 1 or > 9999)."""
+    return ts.where((ts >= _MIN_TS) & (ts <= _MAX_TS))
 
 
 def _to_number(s: pd.Series) -> pd.Series:
@@ -138,6 +152,11 @@ def _dates(ts: pd.Series) -> pd.Series:
     """datetime64 -> python date objects (None for NaT): Arrow date32."""
     return pd.Series([x.date() if not pd.isna(x) else None for x in ts], index=ts.index,
                      dtype=object)
+
+
+def _omap(s: pd.Series, fn: Callable[[Any], Any]) -> pd.Series:
+    """Element-wise map into an object Series that keeps None (Series.map may turn it to NaN)."""
+    return pd.Series([fn(x) for x in s.to_numpy(dtype=object)], index=s.index, dtype=object)
 
 
 def _money(f: pd.Series) -> pd.Series:
@@ -184,7 +203,7 @@ class _Batch:
         if required:
             self.fail(local.isna(), f"missing:{col}")
         unmapped = local.notna() & std.isna()
-        self.fail(unmapped, local.map(lambda x: f"unmapped:{col}:{_clip(x)}"))
+        self.fail(unmapped, _omap(local, lambda x: f"unmapped:{col}:{_clip(x)}"))
         self.out[out] = std
         return std
 
@@ -239,7 +258,7 @@ class _Batch:
             pk = pk[pk["tenant"] == tenant]
         lookup = dict(zip(_to_int(pk["patient_id"]).tolist(), pk["person_key"].tolist(),
                           strict=True))
-        keys = pid.map(lambda x: lookup.get(int(x)) if not pd.isna(x) else None).astype(object)
+        keys = _omap(pid, lambda x: lookup.get(int(x)) if not pd.isna(x) else None)
         self.fail(pid.notna() & keys.isna(), "orphan:patient_id")
         self.out["person_key"] = keys
 
@@ -251,11 +270,11 @@ def _person(b: _Batch, ctx: dict[str, Any]) -> None:
     name = v.as_str(b.col("name"))
     b.fail(name.isna(), "missing:name")
     b.fail(v.test_names(name), "test_record:name")
-    b.out["name_masked"] = name.map(pseudonym.mask_name).astype(object)
+    b.out["name_masked"] = _omap(name, pseudonym.mask_name)
     gender = b.code("gender", "gender", "gender_code", required=True)
     id_type = b.code("id_type", "id_type", "id_type_code")
     raw_id = v.as_str(b.col("id_no"))
-    id_no = raw_id.map(lambda x: x.replace(" ", "").upper() if isinstance(x, str) else x)
+    id_no = _omap(raw_id, lambda x: x.replace(" ", "").upper() if isinstance(x, str) else None)
     is_card = id_type.eq("01").fillna(False).astype(bool) | (id_type.isna() & v.as_str(
         b.col("id_type")).isna())
     b.fail(is_card & id_no.isna(), "missing:id_no")
@@ -275,8 +294,7 @@ def _person(b: _Batch, ctx: dict[str, Any]) -> None:
     b.out["person_key"] = pd.Series(keys, index=b.df.index, dtype=object)
     b.out["key_id"] = pd.Series(key.key_id, index=b.df.index, dtype=object)
     b.out["person_key_strength"] = pd.Series(strengths, index=b.df.index, dtype=object)
-    b.out["id_no_masked"] = id_no.map(
-        lambda x: pseudonym.mask_id(pseudonym.normalize_id(x))).astype(object)
+    b.out["id_no_masked"] = _omap(id_no, lambda x: pseudonym.mask_id(pseudonym.normalize_id(x)))
     b.out["id_legacy15"] = checks["legacy15"].astype("boolean")
     b.out["birth_date"] = _dates(birth)
     b.code("ethnicity", "ethnicity", "ethnicity_code")
@@ -286,12 +304,13 @@ def _person(b: _Batch, ctx: dict[str, Any]) -> None:
     b.fail(div.notna() & ~div.str.fullmatch(r"\d{6}").fillna(False).astype(bool),
            "invalid:division_code:format")
     b.out["division_code"] = div
-    phone = v.as_str(b.col("phone")).map(
-        lambda x: "".join(c for c in x if c.isdigit() and c.isascii()) or None
-        if isinstance(x, str) else None).astype(object)
-    b.out["phone_hash"] = phone.map(
-        lambda x: pseudonym.hmac_hex(key, "phone:" + x) if x else None).astype(object)
-    b.out["phone_masked"] = phone.map(pseudonym.mask_phone).astype(object)
+    digits = [("".join(c for c in x if c.isdigit() and c.isascii()) or None)
+              if isinstance(x, str) else None for x in v.as_str(b.col("phone"))]
+    b.out["phone_hash"] = pd.Series(
+        [pseudonym.hmac_hex(key, "phone:" + x) if x else None for x in digits],
+        index=b.df.index, dtype=object)
+    b.out["phone_masked"] = pd.Series([pseudonym.mask_phone(x) for x in digits],
+                                      index=b.df.index, dtype=object)
     b.flag("is_deleted", required=True)
 
 
@@ -534,7 +553,7 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
     b = _Batch(spec, work, maps, lookups)
     org = v.as_str(work["org_code"])
     b.fail(org.isna(), "missing:org_code")
-    b.fail(org.notna() & (org != tenant), org.map(lambda x: f"mismatch:org_code:{_clip(x)}"))
+    b.fail(org.notna() & (org != tenant), _omap(org, lambda x: f"mismatch:org_code:{_clip(x)}"))
     pk = b._typed(spec.pk, _to_int, True)
     rv = b._typed("row_version", _to_int, True)
     bt = b.time(spec.business_time, required=True)
