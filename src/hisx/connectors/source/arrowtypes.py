@@ -82,6 +82,9 @@ def _column(values: Sequence, typ: pa.DataType) -> pa.Array:
 def _to_ns(v) -> int | None:
     if v is None or isinstance(v, NanoTimestamp):
         return v
+    if isinstance(v, str):  # 'YYYY-MM-DD hh:mm:ss.fffffff' (CONVERT style 121)
+        base, _, frac = v.partition(".")
+        return _to_ns(dt.datetime.fromisoformat(base)) + int((frac + "000000000")[:9])
     if isinstance(v, dt.datetime):
         delta = v.replace(tzinfo=None) - _EPOCH
         return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000

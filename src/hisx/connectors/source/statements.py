@@ -43,9 +43,23 @@ def _rv_bound(name: str, value: int, dialect: str) -> sa.ColumnElement:
     return sa.cast(p, mssql.BINARY(8)) if _is_mssql(dialect) else p
 
 
+def _mssql_ns_text(c: sa.Column) -> bool:
+    impl = c.type.dialect_impl(mssql.dialect())
+    return type(impl).__name__ == "DATETIME2" and (getattr(impl, "precision", None) or 7) > 6
+
+
 def select_columns(table: sa.Table, dialect: str) -> list[sa.ColumnElement]:
-    rv = table.c.row_version
-    return [rv_expr(table, dialect).label("row_version") if c is rv else c for c in table.columns]
+    """Page columns; on SQL Server row_version as BIGINT and DATETIME2(7) as ODBC-canonical
+    text (style 121, 7 fraction digits): every driver returns it whole, no 100 ns lost."""
+    out = []
+    for c in table.columns:
+        if c.name == "row_version":
+            out.append(rv_expr(table, dialect).label("row_version"))
+        elif _is_mssql(dialect) and _mssql_ns_text(c):
+            out.append(sa.func.CONVERT(sa.literal_column("VARCHAR(27)"), c, sa.literal_column("121")).label(c.name))
+        else:
+            out.append(c)
+    return out
 
 
 def page_select(
