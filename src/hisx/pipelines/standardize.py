@@ -59,6 +59,14 @@ class StdResult:
 # --- coercion ---------------------------------------------------------------------------------
 def _present(s: pd.Series) -> pd.Series:
     """True where a source value is there (not null, not an empty/blank string)."""
+    if (pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_datetime64_any_dtype(s.dtype)):
+        return s.notna().astype(bool)
+    inferred = pd.api.types.infer_dtype(s, skipna=True)
+    if inferred in ("decimal", "datetime", "date", "integer", "floating", "mixed-integer-float"):
+        return s.notna().astype(bool)
+    if inferred in ("string", "empty"):
+        t = s.astype(object).where(s.notna(), None).str.normalize("NFKC").str.strip()
+        return (t.notna() & (t != "")).astype(bool)
     def one(x: object) -> bool:
         if x is None or x is pd.NA or x is pd.NaT:
             return False
@@ -150,8 +158,7 @@ def _to_int(s: pd.Series) -> pd.Series:
 
 def _dates(ts: pd.Series) -> pd.Series:
     """datetime64 -> python date objects (None for NaT): Arrow date32."""
-    return pd.Series([x.date() if not pd.isna(x) else None for x in ts], index=ts.index,
-                     dtype=object)
+    return ts.dt.date.astype(object).where(ts.notna(), None)
 
 
 def _omap(s: pd.Series, fn: Callable[[Any], Any]) -> pd.Series:
@@ -203,7 +210,8 @@ class _Batch:
         if required:
             self.fail(local.isna(), f"missing:{col}")
         unmapped = local.notna() & std.isna()
-        self.fail(unmapped, _omap(local, lambda x: f"unmapped:{col}:{_clip(x)}"))
+        if unmapped.any():
+            self.fail(unmapped, _omap(local[unmapped], lambda x: f"unmapped:{col}:{_clip(x)}"))
         self.out[out] = std
         return std
 
@@ -451,16 +459,16 @@ def _dedupe(spec: DatasetSpec, df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     order = pd.DataFrame({"pk": pk, "rv": rv.fillna(-1), "i": np.arange(n)}, index=df.index)
     has_pk = order["pk"].notna()
     by_pk = order[has_pk].sort_values(["pk", "rv", "i"], ascending=[True, False, True])
-    keep_pk = set(by_pk.drop_duplicates("pk", keep="first").index) | set(order.index[~has_pk])
-    kept = df.loc[[i for i in df.index if i in keep_pk]]
+    keep = ~has_pk
+    keep[by_pk.drop_duplicates("pk", keep="first").index] = True
+    kept = df[keep]
     nk = pd.DataFrame({c: v.as_str(kept[c]) for c in spec.natural_key}, index=kept.index)
     complete = nk.notna().all(axis=1)
     ranked = nk[complete].assign(_pk=_to_int(kept.loc[complete, spec.pk]).fillna(2**62),
                                  _i=np.arange(int(complete.sum())))
     ranked = ranked.sort_values(["_pk", "_i"])
     dup = ranked.duplicated(subset=list(spec.natural_key), keep="first")
-    drop = set(ranked.index[dup])
-    out = kept.loc[[i for i in kept.index if i not in drop]]
+    out = kept[~kept.index.isin(ranked.index[dup])]
     return out, n - len(out)
 
 
@@ -553,7 +561,9 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
     b = _Batch(spec, work, maps, lookups)
     org = v.as_str(work["org_code"])
     b.fail(org.isna(), "missing:org_code")
-    b.fail(org.notna() & (org != tenant), _omap(org, lambda x: f"mismatch:org_code:{_clip(x)}"))
+    other = org.notna() & (org != tenant)
+    if other.any():
+        b.fail(other, _omap(org[other], lambda x: f"mismatch:org_code:{_clip(x)}"))
     pk = b._typed(spec.pk, _to_int, True)
     rv = b._typed("row_version", _to_int, True)
     bt = b.time(spec.business_time, required=True)
@@ -569,9 +579,10 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
             for i in idx:
                 reasons[i].append(reason)
         else:
-            vals = reason.to_numpy(dtype=object)
+            by_label = dict(zip(reason.index, reason.to_numpy(dtype=object), strict=True))
+            labels = work.index.to_numpy()
             for i in idx:
-                reasons[i].append(str(vals[i]))
+                reasons[i].append(str(by_label[labels[i]]))
     bad = pd.Series([bool(r) for r in reasons], index=work.index, dtype=bool)
 
     good = ~bad

@@ -51,9 +51,14 @@ class CodeMap:
 
     def map_series(self, s: pd.Series) -> pd.Series:
         """Standard codes for a Series of local codes (None where absent or unmapped)."""
-        keys = s.astype(object).map(map_key)
-        return keys.map(self.mapping).astype(object).where(keys.map(lambda k: k in self.mapping),
-                                                          None)
+        if len(s) and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+            keys = s.astype(object).where(s.notna(), None).str.normalize("NFKC").str.strip()
+            keys = keys.str.casefold()
+        else:
+            keys = pd.Series([map_key(x) for x in s.to_numpy(dtype=object)], index=s.index,
+                             dtype=object)
+        found = keys.isin(list(self.mapping))
+        return keys.map(self.mapping).astype(object).where(found, None)
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,16 @@ def normalize_text(s: pd.Series) -> pd.Series:
     return pd.Series([_norm_one(v) for v in s.to_numpy(dtype=object)], index=s.index, dtype=object)
 
 
+def _stringish(s: pd.Series) -> bool:
+    return pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
+
+
 def as_str(s: pd.Series) -> pd.Series:
     """Values as normalized text (ints -> '12'); None where absent. For codes and identifiers."""
+    if len(s) and _stringish(s):  # fast path: column-wise NFKC + strip
+        t = s.astype(object).where(s.notna(), None)
+        t = t.str.normalize("NFKC").str.strip()
+        return t.where(t.notna() & (t != ""), None).astype(object)
     def one(v: object) -> object:
         if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT:
             return None
