@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from hisx.pipelines.standardize import (
     DATASETS,
     QUARANTINE_COLUMNS,
+    existing_keys_from_std,
     json_records,
     person_key_lookup,
     standardize,
@@ -152,6 +153,18 @@ def test_duplicates_are_counted_not_quarantined():
     # keeping the lowest PK does not depend on arrival order
     res2 = run("outpatient_visit", both.iloc[::-1].reset_index(drop=True))
     assert sorted(res2.standardized["source_key"]) == [1, 2, 3, 4]
+
+
+def test_duplicates_across_batches_with_existing_keys():
+    df = src("outpatient_visit", 3)
+    first = run("outpatient_visit", df.iloc[:2])
+    late = df.iloc[[1, 2]].copy()
+    late["reg_id"] = [50, 3]  # 50 duplicates visit 2 (already stored); 3 is new
+    keys = existing_keys_from_std("outpatient_visit", first.standardized)
+    res = run("outpatient_visit", late, existing_keys=keys)
+    assert res.deduplicated == 1 and list(res.standardized["source_key"]) == [3]
+    again = run("outpatient_visit", df.iloc[[1]], existing_keys=keys)  # same PK: an update
+    assert again.deduplicated == 0 and len(again.standardized) == 1
 
 
 def test_money_rules():

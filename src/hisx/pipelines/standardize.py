@@ -32,6 +32,7 @@ from hisx.standards.datasets import DATASETS, DatasetSpec
 from hisx.standards.maps import MapSet, load_maps
 
 __all__ = ["DATASETS", "DatasetSpec", "StdResult", "standardize", "person_key_lookup",
+           "existing_keys_from_std",
            "json_records", "QUARANTINE_COLUMNS"]
 
 CHINA_TZ = timezone(timedelta(hours=8))
@@ -448,9 +449,24 @@ BUILDERS: dict[str, Callable[[_Batch, dict[str, Any]], None]] = {
 
 
 # --- dedup, quarantine, output ----------------------------------------------------------------
-def _dedupe(spec: DatasetSpec, df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+#: natural-key source column -> its std column, where the names differ
+_STD_NK_NAMES = {"reg_id": "visit_source_key", "rx_id": "rx_source_key",
+                 "followup_id": "source_key"}
+
+
+def existing_keys_from_std(dataset: str, std: pd.DataFrame) -> pd.DataFrame:
+    """(natural-key source columns without org_code, source_key) from std rows already stored:
+    the ``existing_keys`` input that extends deduplication across batches."""
+    spec = DATASETS[dataset]
+    cols = {c: std[_STD_NK_NAMES.get(c, c)] for c in spec.natural_key if c != "org_code"}
+    return pd.DataFrame({**cols, "source_key": std["source_key"]})
+
+
+def _dedupe(spec: DatasetSpec, df: pd.DataFrame, tenant: str,
+            existing: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
     """Drop repeated PKs (keep the highest row_version) then repeated natural keys (keep the
-    lowest PK). Rows whose natural key is incomplete are kept (they fail ``missing:`` later)."""
+    lowest PK), within the batch and against ``existing`` std keys of earlier batches. Rows
+    whose natural key is incomplete are kept (they fail ``missing:`` later)."""
     n = len(df)
     if n == 0:
         return df, 0
@@ -468,7 +484,16 @@ def _dedupe(spec: DatasetSpec, df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
                                  _i=np.arange(int(complete.sum())))
     ranked = ranked.sort_values(["_pk", "_i"])
     dup = ranked.duplicated(subset=list(spec.natural_key), keep="first")
-    out = kept[~kept.index.isin(ranked.index[dup])]
+    drop = set(ranked.index[dup])
+    if existing is not None and len(existing) and len(ranked):
+        cols = [c for c in spec.natural_key if c != "org_code"]
+        ex = pd.DataFrame({c: v.as_str(existing[c]) for c in cols})
+        ex["_old"] = _to_int(existing["source_key"]).to_numpy()
+        ex = ex.dropna().sort_values("_old").drop_duplicates(cols, keep="first")
+        cand = ranked[ranked["org_code"] == tenant].reset_index(names="_label")
+        hit = cand.merge(ex, on=cols, how="inner")
+        drop |= set(hit.loc[hit["_old"] < hit["_pk"], "_label"])
+    out = kept[~kept.index.isin(list(drop))]
     return out, n - len(out)
 
 
@@ -534,13 +559,17 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
                 now: datetime, person_keys: pd.DataFrame | None = None,
                 maps: MapSet | None = None,
                 lookups: Mapping[str, Collection[Any]] | None = None,
-                pseudo_key: pseudonym.PseudoKey | None = None) -> StdResult:
+                pseudo_key: pseudonym.PseudoKey | None = None,
+                existing_keys: pd.DataFrame | None = None) -> StdResult:
     """Standardize one batch of one source table for one tenant.
 
     ``person_keys`` (tenant, patient_id, person_key) is required for datasets whose rows name
     a patient (visit, follow-up, contract); ``lookups`` maps a foreign-key column (``reg_id``,
     ``rx_id``, ``refund_of``) to known keys to check referential integrity (``orphan:<col>``);
-    ``pseudo_key`` defaults to ``HISX_PSEUDO_KEY`` from the environment (person only).
+    ``pseudo_key`` defaults to ``HISX_PSEUDO_KEY`` from the environment (person only);
+    ``existing_keys`` (see :func:`existing_keys_from_std`) holds natural keys already in std,
+    so a duplicate whose original was standardized in an earlier batch is also counted as
+    deduplicated (the lower source PK wins).
     """
     if dataset not in DATASETS:
         raise KeyError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
@@ -556,7 +585,7 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
         ctx["pseudo_key"] = pseudo_key or pseudonym.key_from_env()
     src = df.reset_index(drop=True)
     n_in = len(src)
-    work, deduplicated = _dedupe(spec, src)
+    work, deduplicated = _dedupe(spec, src, tenant, existing_keys)
 
     b = _Batch(spec, work, maps, lookups)
     org = v.as_str(work["org_code"])
