@@ -33,7 +33,7 @@ hostile = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.booleans(),
     st.decimals(allow_nan=True, allow_infinity=False, places=2),
-    st.just(Decimal("NaN")),
+    st.just(Decimal("NaN")), st.just(Decimal("sNaN")),
     st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
     st.dates(),
     st.binary(max_size=10),

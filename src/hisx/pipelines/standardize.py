@@ -449,6 +449,25 @@ BUILDERS: dict[str, Callable[[_Batch, dict[str, Any]], None]] = {
 
 
 # --- dedup, quarantine, output ----------------------------------------------------------------
+def _sanitize(df: pd.DataFrame) -> pd.DataFrame:
+    """Replace signalling Decimal NaNs (pandas' null checks raise on them) with quiet NaN."""
+    out = df
+    for col in df.columns:
+        s = df[col]
+        if s.dtype != object or pd.api.types.infer_dtype(s, skipna=False) not in (
+                "decimal", "mixed", "mixed-integer", "mixed-integer-float"):
+            continue
+        vals = s.to_numpy(dtype=object)
+        bad = [i for i, x in enumerate(vals) if isinstance(x, Decimal) and x.is_snan()]
+        if bad:
+            if out is df:
+                out = df.copy()
+            fixed = vals.copy()
+            fixed[bad] = Decimal("NaN")
+            out[col] = pd.Series(fixed, index=df.index, dtype=object)
+    return out
+
+
 #: natural-key source column -> its std column, where the names differ
 _STD_NK_NAMES = {"reg_id": "visit_source_key", "rx_id": "rx_source_key",
                  "followup_id": "source_key"}
@@ -583,7 +602,7 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
     ctx: dict[str, Any] = {"tenant": tenant, "now": now_local, "person_keys": person_keys}
     if dataset == "person":
         ctx["pseudo_key"] = pseudo_key or pseudonym.key_from_env()
-    src = df.reset_index(drop=True)
+    src = _sanitize(df.reset_index(drop=True))
     n_in = len(src)
     work, deduplicated = _dedupe(spec, src, tenant, existing_keys)
 
