@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -225,3 +225,14 @@ def test_db_like_dtypes():
     items["days"] = items["days"].astype("Int64")
     res = run("prescription_item", items)
     assert len(res.standardized) == 3
+
+
+def test_aware_times_become_china_wall_clock():
+
+    df = src("dispense", 2).astype({"dispense_time": object, "updated_at": object})
+    df.at[0, "dispense_time"] = datetime(2026, 11, 2, 0, 30, tzinfo=UTC)
+    df.at[0, "updated_at"] = datetime(2026, 11, 2, 0, 31, tzinfo=UTC)
+    res = run("dispense", df)
+    std = res.standardized.set_index("source_key")
+    assert std.loc[1, "business_time"] == pd.Timestamp("2026-11-02 08:30")
+    assert std.loc[2, "business_time"] == pd.Timestamp(df.at[1, "dispense_time"])

@@ -88,6 +88,16 @@ def _to_datetime(s: pd.Series) -> pd.Series:
             s = s.dt.tz_convert(CHINA_TZ).dt.tz_localize(None)
         return _in_python_range(s.astype("datetime64[us]"))
 
+    if pd.api.types.infer_dtype(s, skipna=True) in ("datetime", "date"):
+        try:  # column-wise when every value is a date/datetime (naive or one tz)
+            out = pd.to_datetime(s, errors="coerce")
+            if out.isna().sum() == s.isna().sum():  # else mixed naive/aware: go row by row
+                if getattr(out.dt, "tz", None) is not None:
+                    out = out.dt.tz_convert(CHINA_TZ).dt.tz_localize(None)
+                return _in_python_range(out.astype("datetime64[us]"))
+        except (ValueError, TypeError, OverflowError):
+            pass
+
     def one(x: object) -> object:
         if isinstance(x, pd.Timestamp | datetime):
             return _naive_local(x)
@@ -128,6 +138,9 @@ def _to_number(s: pd.Series) -> pd.Series:
     """float64; bools, text that is not a number, inf -> NaN."""
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         out = s.astype("float64")
+    elif pd.api.types.infer_dtype(s, skipna=True) in ("decimal", "integer", "floating",
+                                                       "mixed-integer-float"):
+        out = pd.to_numeric(s, errors="coerce").astype("float64")  # DB Decimals: column-wise
     else:
         def one(x: object) -> float:
             if isinstance(x, bool | np.bool_) or x is None:
