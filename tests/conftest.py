@@ -11,10 +11,9 @@ import pytest
 LOCAL_PG = os.environ.get("HISX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(autouse=True)
-def _pseudo_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A test-only pseudonymization key (never a real secret)."""
-    monkeypatch.setenv("HISX_PSEUDO_KEY", "test-only-key-" + "0" * 32)
+def pytest_configure(config: pytest.Config) -> None:
+    """A test-only pseudonymization key (never a real secret), for every fixture scope."""
+    os.environ.setdefault("HISX_PSEUDO_KEY", "test-only-key-" + "0" * 32)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from hisx.config import Settings, ensure_demo_pseudo_key
@@ -29,6 +30,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         url,
         centers=args.centers,
         months=args.months,
+        start=args.start,
+        visits_per_month=args.visits_per_month,
         seed=args.seed,
         defect_rate=args.defect_rate,
         offline=[OfflineWindow.parse(o) for o in args.offline],
@@ -50,8 +53,7 @@ def _ensure_demo_source(s: Settings) -> None:
     path = _sqlite_path(s.source_url)
     if path and not path.exists():
         print(f"generating the demo source (3 pilot centers x 3 months) at {path} ...")
-        ns = argparse.Namespace(url=s.source_url, centers=3, months=3, seed=42,
-                                defect_rate=0.03, offline=[], manifest=None, quiet=False)
+        ns = build_parser().parse_args(["simulate", "--url", s.source_url])
         cmd_simulate(ns)
 
 
@@ -100,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--url", help="SQLAlchemy URL of the source (default: demo SQLite)")
     sim.add_argument("--centers", type=int, default=3)
     sim.add_argument("--months", type=int, default=3)
+    sim.add_argument("--start", type=date.fromisoformat, default=date(2026, 8, 1),
+                     help="first day of the simulated period (YYYY-MM-DD)")
+    sim.add_argument("--visits-per-month", type=int, default=18000,
+                     help="average outpatient visits per center and month")
     sim.add_argument("--seed", type=int, default=42)
     sim.add_argument("--defect-rate", type=float, default=0.03)
     sim.add_argument("--offline", action="append", default=[], metavar="CENTER:START:HOURS")
@@ -112,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="generate the demo source if absent, run, print results")
     demo.set_defaults(func=cmd_demo)
+
+    from hisx.pipelines import feeds_cli
+
+    feeds_cli.add_parser(sub)
     return p
 
 

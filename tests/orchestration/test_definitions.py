@@ -35,6 +35,6 @@ def test_job_runs_in_process_and_checks_pass(tmp_path, monkeypatch) -> None:
         result = job.execute_in_process(instance=instance)
         assert result.success
         evals = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-        assert evals and all(e.event_specific_data.evaluation.passed for e in evals)
+        assert evals and all(e.event_specific_data.passed for e in evals)
         mats = result.asset_materializations_for_node
         assert mats is not None

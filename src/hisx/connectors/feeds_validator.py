@@ -67,7 +67,9 @@ class _Column:
     def __init__(self, prop: Mapping[str, Any]) -> None:
         t = prop.get("type")
         self.type_ok = _type_ok([t] if isinstance(t, str) else t) if t is not None else None
-        self.enum = set(prop["enum"]) if "enum" in prop else None
+        # a nullable coded field lists None in its enum: null passes, like in jsonschema
+        self.enum_null = "enum" in prop and None in prop["enum"]
+        self.enum = {v for v in prop["enum"] if v is not None} if "enum" in prop else None
         self.max_len = prop.get("maxLength")
         self.min_len = prop.get("minLength")
         self.pattern = re.compile(prop["pattern"]) if "pattern" in prop else None
@@ -99,7 +101,8 @@ class _Column:
         if isinstance(probe, str):
             if self.enum is not None:
                 bad = pc.or_(bad, pc.invert(pc.fill_null(
-                    pc.is_in(arr, value_set=pa.array(sorted(self.enum))), False)))
+                    pc.is_in(arr, value_set=pa.array(sorted(self.enum), pa.string())),
+                    self.enum_null)))
             if self.max_len is not None:
                 bad = pc.or_(bad, pc.fill_null(pc.greater(pc.utf8_length(arr), self.max_len),
                                                False))
@@ -124,7 +127,8 @@ class _Column:
             if type_ok is not None and not type_ok(x):
                 bad.add(i)
                 continue
-            if enum is not None and (type(x) is not str or x not in enum):
+            if enum is not None and not (x is None and self.enum_null) and (
+                    type(x) is not str or x not in enum):
                 bad.add(i)
                 continue
             if type(x) is str and (
@@ -163,7 +167,8 @@ class ColumnValidator:
                 and schema.get("additionalProperties", True) in (True, False)
                 and all(isinstance(p, Mapping) and _keywords(p) <= _FAST_PROP
                         for p in props.values())
-                and all(isinstance(v, str) for p in props.values() for v in p.get("enum", [])))
+                and all(v is None or isinstance(v, str)
+                        for p in props.values() for v in p.get("enum", [])))
         self.columns = {n: _Column(p) for n, p in props.items()} if fast else None
 
     @property

@@ -11,11 +11,11 @@ import dagster as dg
 
 from hisx.marts.runner import MART_DEPS, MARTS
 from hisx.orchestration.resources import HisxResource
-from hisx.pipelines import flow
+from hisx.pipelines import feeds, flow
 from hisx.pipelines.standardize import DATASETS
 from hisx.simulator.schema import TABLES
 
-ODS_GROUP, STD_GROUP, MART_GROUP = "ods", "std", "marts"
+ODS_GROUP, STD_GROUP, MART_GROUP, FEED_GROUP = "ods", "std", "marts", "feeds"
 
 
 def _ods_asset(table: str) -> dg.AssetsDefinition:
@@ -111,6 +111,27 @@ def marts_assets(context: dg.AssetExecutionContext, hisx: HisxResource):
             )
 
 
+@dg.asset(
+    key=["feeds", "regional_platform"],
+    group_name=FEED_GROUP,
+    kinds={"kafka"},
+    deps=[dg.AssetKey(["std", d]) for d in DATASETS],
+    description="Push feed to the regional health information platform: sends the pending "
+    "messages of the feed ledger (outbox) with acks=all and idempotence; resumes after an "
+    "outage, never re-sends what is acked. Without a broker, writes the local outbox.",
+)
+def feeds_publish(context: dg.AssetExecutionContext, hisx: HisxResource) -> dg.MaterializeResult:
+    with hisx.warehouse() as wh:
+        stats = feeds.publish(wh, hisx.settings())
+        ledger = feeds.status(wh)
+    if not stats.ok:
+        raise dg.Failure(f"feed publish stopped: {stats.error}",
+                         metadata={k: v for k, v in stats.as_dict().items() if k != "topics"})
+    return dg.MaterializeResult(metadata={**stats.as_dict(),
+                                          "ledger": dg.MetadataValue.md(ledger.to_markdown()
+                                                                        if len(ledger) else "")})
+
+
 ods_assets = [_ods_asset(t.name) for t in TABLES]
 std_assets = [_std_asset(d) for d in DATASETS]
-all_assets = [*ods_assets, *std_assets, marts_assets]
+all_assets = [*ods_assets, *std_assets, marts_assets, feeds_publish]

@@ -26,7 +26,7 @@ from hisx.pipelines.std_tables import ensure_std, std_columns, std_table
 from hisx.simulator.schema import TABLES, primary_key
 
 DIRTY_DDL = """CREATE TABLE IF NOT EXISTS mart_dirty (
-    tenant VARCHAR(40) NOT NULL, business_date DATE NOT NULL)"""
+    dataset VARCHAR(60) NOT NULL, tenant VARCHAR(40) NOT NULL, business_date DATE NOT NULL)"""
 
 
 @dataclass(frozen=True)
@@ -139,13 +139,16 @@ def person_keys(wh: Warehouse, tenant: str, patient_ids: Iterable[int]) -> pd.Da
     return p[cols]
 
 
-def _mark_dirty(wh: Warehouse, tenant: str, dates: Iterable[object]) -> None:
+def _mark_dirty(wh: Warehouse, dataset: str, tenant: str, dates: Iterable[object]) -> None:
+    """Record the business days whose marts must be re-loaded (only if a mart reads them)."""
+    if not any(dataset in deps for deps in marts.MART_DEPS.values()):
+        return
     days = sorted({pd.Timestamp(d).date() for d in dates if pd.notna(d)})
     if days:
-        wh.load_arrow(
-            "mart_dirty",
-            pa.table({"tenant": [tenant] * len(days), "business_date": pa.array(days, pa.date32())}),
-        )
+        n = len(days)
+        wh.load_arrow("mart_dirty", pa.table({
+            "dataset": [dataset] * n, "tenant": [tenant] * n,
+            "business_date": pa.array(days, pa.date32())}))
 
 
 def _to_arrow(df: pd.DataFrame, columns: list[str]) -> pa.Table:
@@ -187,11 +190,12 @@ def standardize_dataset(
             stats.reasons[kind] = stats.reasons.get(kind, 0) + 1
     if not stats.conserved:
         raise RuntimeError(f"conservation violated for {dataset}/{tenant.org_code}: {stats}")
-    _write_std(wh, dataset, tenant.org_code, table, pk, df, res, schema, load_id, loads, stats)
+    _write_std(wh, spec, tenant.org_code, pk, df, res, schema, load_id, loads, stats)
     return stats
 
 
-def _write_std(wh, dataset, tenant, table, pk, df, res, schema, load_id, loads, stats) -> None:
+def _write_std(wh, spec, tenant, pk, df, res, schema, load_id, loads, stats) -> None:
+    dataset = spec.name
     std = std_table(dataset)
     keys = pa.table({"source_key": pa.array(df[pk].astype("int64").tolist(), pa.int64())})
     q = res.quarantined.copy()
@@ -218,8 +222,9 @@ def _write_std(wh, dataset, tenant, table, pk, df, res, schema, load_id, loads, 
         wh.execute("DROP TABLE stage_keys")
         # the feed outbox is written in the same transaction as the rows it describes
         feeds.enqueue(wh, dataset, tenant, res.standardized, load_id)
-        _mark_dirty(wh, tenant, list(old_dates["business_date"]) +
-                    list(res.standardized.get("business_date", [])))
+        # days of the old versions, the new ones, and the quarantined rows (for DQ marts)
+        _mark_dirty(wh, dataset, tenant, list(old_dates["business_date"]) +
+                    list(pd.to_datetime(df[spec.business_time], errors="coerce")))
         runlog.log_std(wh, load_id=load_id, dataset=dataset, tenant=tenant,
                        rows_in=stats.rows_in, standardized=stats.standardized,
                        quarantined=stats.quarantined, deduplicated=stats.deduplicated,
@@ -234,28 +239,48 @@ def _map_version(std: pd.DataFrame) -> str | None:
 
 
 # -- marts -------------------------------------------------------------------------------------
-def _ranges(days: list[date]) -> list[tuple[date, date]]:
+def _ranges(days: list[date], max_ranges: int = 8) -> list[tuple[date, date]]:
+    """Cover ``days`` with at most ``max_ranges`` inclusive day ranges.
+
+    Adjacent days join; beyond ``max_ranges`` the ranges separated by the smallest gaps are
+    merged, so a scattered backlog (e.g. patients created over years) costs a few set-based
+    statements, while a late day alone re-loads just that day.
+    """
     out: list[tuple[date, date]] = []
     for d in sorted(set(days)):
         if out and d - out[-1][1] <= timedelta(days=1):
             out[-1] = (out[-1][0], d)
         else:
             out.append((d, d))
+    while len(out) > max_ranges:
+        i = min(range(len(out) - 1), key=lambda k: out[k + 1][0] - out[k][1])
+        out[i : i + 2] = [(out[i][0], out[i + 1][1])]
     return out
 
 
 def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS) -> dict[str, list]:
-    """Re-load the marts for the dirty business days only, then clear them."""
-    dirty = wh.query_df("SELECT DISTINCT tenant, business_date FROM mart_dirty")
+    """Re-load each mart for the business days its datasets made dirty, then clear them.
+
+    Returns the reloaded (first, last) day ranges per tenant.
+    """
+    dirty = wh.query_df("SELECT DISTINCT dataset, tenant, business_date FROM mart_dirty")
     done: dict[str, list] = {}
     for tenant, grp in dirty.groupby("tenant"):
-        days = [pd.Timestamp(d).date() for d in grp["business_date"]]
-        for lo, hi in _ranges(days):
-            for name in marts_:
+        for name in marts_:
+            deps = set(marts.MART_DEPS.get(name, ()))
+            days = [pd.Timestamp(d).date() for d in grp.loc[grp["dataset"].isin(deps),
+                                                               "business_date"]]
+            ranges = _ranges(days)
+            if ranges and name in marts.FULL_REFRESH:  # whole tenant, once
+                ranges = [(ranges[0][0], ranges[-1][1])]
+            for lo, hi in ranges:
                 marts.load_mart(wh, name, str(tenant), lo, hi)
-            done.setdefault(str(tenant), []).append((lo, hi))
+                if (lo, hi) not in done.setdefault(str(tenant), []):
+                    done[str(tenant)].append((lo, hi))
         with wh.transaction():
-            for lo, hi in _ranges(days):
-                wh.execute("DELETE FROM mart_dirty WHERE tenant = :t AND business_date "
-                           "BETWEEN :a AND :b", {"t": tenant, "a": lo, "b": hi})
+            for ds, sub in grp.groupby("dataset"):
+                for lo, hi in _ranges([pd.Timestamp(d).date() for d in sub["business_date"]]):
+                    wh.execute("DELETE FROM mart_dirty WHERE dataset = :d AND tenant = :t AND "
+                               "business_date BETWEEN :a AND :b",
+                               {"d": ds, "t": tenant, "a": lo, "b": hi})
     return done
