@@ -41,7 +41,10 @@ def test_vendor_maps_are_complete_unique_and_standard(vendor):
             continue
         vs = catalog.value_set(vs_name)
         assert set(cm.mapping.values()) <= set(vs.codes), (vendor, name)
-        assert set(cm.code_system.values()) <= {vs.code_system, vs.edition}, (vendor, name)
+        systems = {vs.code_system, vs.edition} | {
+            catalog.value_set(cw.from_value_set).code_system
+            for cw in catalog.crosswalks().values() if cw.to_value_set == vs_name}
+        assert set(cm.code_system.values()) <= systems, (vendor, name)
 
 
 def test_lookup_normalizes_fullwidth_case_and_space():
@@ -85,3 +88,10 @@ def test_errors_are_specific(tmp_path):
     bad.write_text("code,std\nM,1\n", encoding="utf-8")
     with pytest.raises(MapError, match="header"):
         read_map_file(bad)
+
+
+def test_rows_in_a_competing_code_system_go_through_the_crosswalk():
+    ins = load_maps("ANY", "vendor_c").get("insurance_type")
+    assert ins.mapping["310"] == "01" and ins.mapping["390"] == "02" and ins.mapping["340"] == "99"
+    assert ins.code_system["310"] == "NHSA insutype"  # the system the center really uses is kept
+    assert ins.mapping["sy"] == "07"

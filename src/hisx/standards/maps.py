@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from hisx.standards.catalog import crosswalks, value_sets
+
 MAPS_DIR = Path(str(resources.files("hisx.standards"))) / "maps"
 COLUMNS = ("local_code", "standard_code", "code_system", "note")
 
@@ -112,6 +114,21 @@ def center_vendor(org_code: str, maps_dir: Path = MAPS_DIR) -> str | None:
     return p.read_text(encoding="utf-8").strip() if p.is_file() else None
 
 
+def _crosswalked(target: str, code_system: str, code: str) -> str:
+    """A row may give its standard code in a competing system (``code_system`` names it, e.g.
+    ``NHSA insutype``); translate it through the explicit crosswalk into the target value set.
+    """
+    for cw in crosswalks().values():
+        if cw.to_value_set != target:
+            continue
+        src = value_sets()[cw.from_value_set]
+        if code_system in (src.code_system, src.edition, src.name):
+            if code not in cw.mapping:
+                raise MapError(f"{code_system} code {code!r} has no crosswalk to {target}")
+            return cw.mapping[code]
+    return code
+
+
 def _merge(into: dict[str, CodeMap], directory: Path) -> None:
     if not directory.is_dir():
         return
@@ -120,12 +137,14 @@ def _merge(into: dict[str, CodeMap], directory: Path) -> None:
         for r in read_map_file(path):
             k = map_key(r["local_code"])
             assert k is not None
-            cm.mapping[k] = r["standard_code"].strip()
-            cm.code_system[k] = r["code_system"].strip()
+            system = r["code_system"].strip()
+            code = _crosswalked(path.stem, system, r["standard_code"].strip())
+            cm.mapping[k] = code
+            cm.code_system[k] = system
             cm.sources[k] = str(path.relative_to(directory.parent.parent))
             for orig in [o for o in cm.originals if map_key(o) == k]:
                 del cm.originals[orig]
-            cm.originals[r["local_code"].strip()] = r["standard_code"].strip()
+            cm.originals[r["local_code"].strip()] = code
 
 
 @cache
