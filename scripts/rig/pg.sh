@@ -30,6 +30,13 @@ pg_up() {
   fi
   local base pri sby
   base=$(_pg_base); pri=$base/primary; sby=$base/standby
+  if _pg_ready "$HISX_PG_PRIMARY_PORT" && [ -f "$sby/standby.signal" ]; then
+    # primary up, standby stopped (a failover drill): restart it, never wipe a live rig
+    _pg_as "$PG_BIN/pg_ctl" -D "$sby" -l "$base/standby.log" -w start >/dev/null
+    echo "rig pg: reusing primary, restarted standby"
+    export HISX_PG_RIG_STARTED=0
+    return 0
+  fi
   for d in "$sby" "$pri"; do  # leftovers of a crashed run
     [ -f "$d/postmaster.pid" ] && _pg_as "$PG_BIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1
   done

@@ -114,6 +114,10 @@ class OdbcEndpoint:
             if self.char_encoding:  # e.g. GBK bytes from a Chinese_PRC_CI_AS VARCHAR
                 c.setdecoding(pyodbc.SQL_CHAR, encoding=self.char_encoding)
                 c.setencoding(encoding=self.char_encoding)
+                if "psqlodbca" in (c.getinfo(pyodbc.SQL_DRIVER_NAME) or ""):
+                    # narrow (ANSI) driver: it cannot hand out SQL_C_WCHAR at all
+                    c.setdecoding(pyodbc.SQL_WCHAR, encoding=self.char_encoding,
+                                  ctype=pyodbc.SQL_CHAR)
             self._conn = c
         return self._conn
 
