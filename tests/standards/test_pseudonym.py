@@ -62,7 +62,10 @@ def test_valid_id_examples():
 
 def test_masks():
     assert ps.mask_id("11010519491231002X") == "110105********002X"
-    assert ps.mask_id("E12345678") == "E*******8"
+    assert ps.mask_id("E12345678") == "E1*****78"
+    assert ps.mask_id("军字第12345678") == "军字*******78"
+    assert ps.mask_id("110105491231002") == "110105*****1002"
+    assert ps.mask_id("12345") == "*****"
     assert ps.mask_id(None) is None
     assert ps.mask_phone("13812345678") == "138****5678"
     assert ps.mask_phone("1234") == "**34"

@@ -153,12 +153,15 @@ def person_keys(key: PseudoKey, id_nos: Iterable[object], names: Iterable[object
 
 
 def mask_id(id_no: str | None) -> str | None:
-    """``11010519491231002X`` -> ``110105********002X``: keep the 6-digit area and last 4."""
+    """``11010519491231002X`` -> ``110105********002X`` (GB 11643: area code + last 4 kept);
+    other documents keep only their first and last 2 characters (``E1*****78``)."""
     if not id_no:
         return None
-    if len(id_no) <= 10:
-        return id_no[:1] + "*" * (len(id_no) - 2) + id_no[-1:] if len(id_no) > 2 else "*" * len(id_no)
-    return id_no[:6] + "*" * (len(id_no) - 10) + id_no[-4:]
+    if len(id_no) in (15, 18):
+        return id_no[:6] + "*" * (len(id_no) - 10) + id_no[-4:]
+    if len(id_no) <= 6:
+        return "*" * len(id_no)
+    return id_no[:2] + "*" * (len(id_no) - 4) + id_no[-2:]
 
 
 def mask_phone(phone: str | None) -> str | None:
