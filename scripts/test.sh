@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HISX_HOME=${HISX_HOME:-$PWD/.hisx}
-export HISX_RIG=${HISX_RIG:-$HISX_HOME/rig}
+# the rig lives outside .hisx so that `make clean` / a fresh demo never wipes running servers
+export HISX_RIG=${HISX_RIG:-$PWD/.rig}
 mkdir -p "$HISX_RIG"
 source scripts/rig/services.sh
 trap services_down EXIT

@@ -4,7 +4,7 @@
 # kafka_up reuses a broker already answering on the port; kafka_down stops only its own.
 HISX_KAFKA_PORT=${HISX_KAFKA_PORT:-29092}
 
-_kafka_dir() { echo "${HISX_RIG:-${HISX_HOME:-$PWD/.hisx}/rig}/kafka"; }
+_kafka_dir() { echo "${HISX_RIG:-$PWD/.rig}/kafka"; }
 _kafka_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 kafka_up() {

@@ -7,7 +7,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 HISX_PG_PRIMARY_PORT=${HISX_PG_PRIMARY_PORT:-25432}
 HISX_PG_STANDBY_PORT=${HISX_PG_STANDBY_PORT:-25433}
 
-_pg_base() { echo "${HISX_RIG:-${HISX_HOME:-$PWD/.hisx}/rig}/pg"; }
+_pg_base() { echo "${HISX_RIG:-$PWD/.rig}/pg"; }
 _pg_as() { runuser -u postgres -- "$@"; }
 _pg_ready() { "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -t 1; }
 

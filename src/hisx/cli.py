@@ -119,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate the demo source if absent, run, print results")
     demo.set_defaults(func=cmd_demo)
 
+    from hisx.marts.cli import add_parser as add_marts_parser
     from hisx.pipelines import feeds_cli
 
     feeds_cli.add_parser(sub)
+    add_marts_parser(sub)
     return p
 
 

@@ -29,7 +29,7 @@ class Rig:
         self.standby_dsn = env["HISX_PG_STANDBY_URL"].replace("postgresql+psycopg", "postgresql")
         self.pg_bin = env.get("HISX_PG_BIN", "/usr/lib/postgresql/15/bin")
         self.base = env.get("HISX_PG_RIG_DIR") or str(
-            Path(os.environ.get("HISX_RIG", ROOT / ".hisx" / "rig")) / "pg")
+            Path(os.environ.get("HISX_RIG", ROOT / ".rig")) / "pg")
 
     def primary(self, sql: str, params=None):
         with psycopg.connect(self.primary_dsn, autocommit=True) as c:
@@ -66,7 +66,7 @@ def pg_rig():
     env = dict(os.environ)
     started = False
     if not all(v in env for v in VARS):
-        env.setdefault("HISX_RIG", str(ROOT / ".hisx" / "rig"))
+        env.setdefault("HISX_RIG", str(ROOT / ".rig"))
         Path(env["HISX_RIG"]).mkdir(parents=True, exist_ok=True)
         env.update(_script("pg_up", env))
         started = env.get("HISX_PG_RIG_STARTED") == "1"

@@ -39,7 +39,7 @@ def test_ui_serves_the_asset_graph(tmp_path) -> None:
              visits_per_month=300, seed=1, start=date(2026, 8, 1), progress=False)
     port = _free_port()
     env = {**os.environ, "HISX_HOME": str(home), "HISX_UI_PORT": str(port)}
-    log = open(tmp_path / "ui.log", "wb")
+    log = open(tmp_path / "ui.log", "wb")  # noqa: SIM115 - outlives the Popen call
     proc = subprocess.Popen(["bash", "scripts/ui.sh"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:

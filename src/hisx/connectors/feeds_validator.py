@@ -100,9 +100,11 @@ class _Column:
             bad = pc.or_kleene(bad, pc.is_null(arr)) if not self.type_ok(None) else bad
         if isinstance(probe, str):
             if self.enum is not None:
-                bad = pc.or_(bad, pc.invert(pc.fill_null(
-                    pc.is_in(arr, value_set=pa.array(sorted(self.enum), pa.string())),
-                    self.enum_null)))
+                inset = pc.fill_null(
+                    pc.is_in(arr, value_set=pa.array(sorted(self.enum), pa.string())), False)
+                if self.enum_null:  # is_in says False for null; a nullable enum admits it
+                    inset = pc.or_(inset, pc.is_null(arr))
+                bad = pc.or_(bad, pc.invert(inset))
             if self.max_len is not None:
                 bad = pc.or_(bad, pc.fill_null(pc.greater(pc.utf8_length(arr), self.max_len),
                                                False))

@@ -70,11 +70,9 @@ def _std_asset(dataset: str) -> dg.AssetsDefinition:
                                        "deduplicated, per tenant")],
     )
     def _asset(context: dg.AssetExecutionContext, hisx: HisxResource) -> dg.MaterializeResult:
-        stats = []
         now = datetime.now()
         with hisx.warehouse() as wh:
-            for tenant in hisx.tenants():
-                stats.append(flow.standardize_dataset(wh, dataset, tenant, now=now))
+            stats = flow.standardize_tenants(wh, dataset, hisx.tenants(), now=now)
         ok = all(s.conserved for s in stats)
         per = {s.tenant: {"in": s.rows_in, "std": s.standardized, "quarantined": s.quarantined,
                           "dedup": s.deduplicated} for s in stats}

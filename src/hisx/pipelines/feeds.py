@@ -360,17 +360,20 @@ def build_ledger_rows(dataset: str, tenant: str, standardized: pd.DataFrame, loa
 
 
 def enqueue(wh: Warehouse, dataset: str, tenant: str, standardized: pd.DataFrame,
-            load_id: str, *, contract_: Contract | None = None) -> int:
+            load_id: str, *, contract_: Contract | None = None,
+            rows: pa.Table | None = None) -> int:
     """Write pending ledger entries for ``standardized`` rows; returns how many are new.
 
     Call it inside the transaction that writes the rows: a rollback leaves no ledger row.
     Rows whose message id is already in the ledger (same center, dataset, source key and row
-    version) are skipped; invalid payloads are enqueued for the dead-letter topic.
+    version) are skipped; invalid payloads are enqueued for the dead-letter topic. ``rows``
+    are ledger rows already built by :func:`build_ledger_rows` (e.g. in a worker process).
     """
     if standardized is None or len(standardized) == 0:
         return 0
     ensure_ledger(wh)
-    rows = build_ledger_rows(dataset, tenant, standardized, load_id, contract_=contract_)
+    if rows is None:
+        rows = build_ledger_rows(dataset, tenant, standardized, load_id, contract_=contract_)
     order = pc.sort_indices(rows, [("source_key", "ascending"),
                                            ("row_version", "ascending")])
     rows = rows.take(order)
@@ -414,6 +417,8 @@ class FeedConfig:
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **kw: Any) -> FeedConfig:
         s = settings or Settings.from_env()
+        if not s.feed_bootstrap:  # the local outbox has no broker round trip: bigger batches
+            kw.setdefault("batch_size", 50_000)
         return cls(bootstrap=s.feed_bootstrap, outbox_dir=s.outbox_dir, **kw)
 
     @property

@@ -163,38 +163,137 @@ def standardize_dataset(
     load_id: str | None = None,
 ) -> StdStats:
     """Standardize every ODS row of ``dataset``'s table landed since the last standardization."""
-    from hisx.pipelines.standardize import DATASETS, standardize
+    return standardize_tenants(wh, dataset, [tenant], now=now, load_id=load_id, workers=1)[0]
+
+
+def standardize_tenants(
+    wh: Warehouse, dataset: str, tenants: Iterable[Tenant], *, now: datetime | None = None,
+    load_id: str | None = None, workers: int | None = None,
+) -> list[StdStats]:
+    """Standardize ``dataset`` for each tenant; the CPU-bound part runs in worker processes.
+
+    The warehouse is touched only here, in this process: each tenant's batch is read, sent to
+    a worker (``standardize`` + feed-ledger rows, pure functions), and its result written in
+    one transaction while the next tenant is computed. ``workers`` defaults to
+    ``HISX_STD_WORKERS`` or the number of cores (1 = everything in-process).
+    """
+    from hisx.pipelines.standardize import DATASETS
     from hisx.standards.datasets import load_schema
 
     spec = DATASETS[dataset]
-    table = spec.source_table
     schema = load_schema(dataset)
     ensure_std(wh, dataset, schema)
-    stats = StdStats(dataset, tenant.org_code)
-    loads = runlog.pending_loads(wh, dataset, table, tenant.org_code)
-    if not loads:
-        return stats
+    now = now or datetime.now()
     load_id = load_id or new_load_id()
-    df = _ods_rows(wh, table, tenant.org_code, loads)
-    pk = primary_key(next(t for t in TABLES if t.name == table))
+    tenants = list(tenants)
+    workers = std_workers() if workers is None else workers
+    pool = _pool(workers) if workers > 1 and len(tenants) > 1 else None
+    out: list[StdStats] = []
+    inflight: list = []
+    for tenant in tenants:
+        job = _prepare(wh, spec, tenant, now, load_id)
+        if job is None:
+            out.append(StdStats(dataset, tenant.org_code))
+            continue
+        if pool is None:
+            out.append(_finish(wh, spec, schema, job, _compute(job["args"])))
+            continue
+        inflight.append((job, pool.submit(_compute, job["args"])))
+        while len(inflight) >= workers:
+            j, fut = inflight.pop(0)
+            out.append(_finish(wh, spec, schema, j, fut.result()))
+    for j, fut in inflight:
+        out.append(_finish(wh, spec, schema, j, fut.result()))
+    order = {t.org_code: i for i, t in enumerate(tenants)}
+    return sorted(out, key=lambda st: order[st.tenant])
+
+
+def std_workers() -> int:
+    import os
+
+    return max(1, int(os.environ.get("HISX_STD_WORKERS") or min(os.cpu_count() or 1, 4)))
+
+
+_POOLS: dict[int, object] = {}
+
+
+def _pool(workers: int):
+    """A process pool reused across assets (spawned: no inherited warehouse handles)."""
+    import atexit
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if workers not in _POOLS:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        atexit.register(pool.shutdown, wait=False, cancel_futures=True)
+        _POOLS[workers] = pool
+    return _POOLS[workers]
+
+
+def _existing_keys(wh: Warehouse, spec, tenant: str, df: pd.DataFrame) -> pd.DataFrame | None:
+    """Natural keys already standardized near the batch's business days (cross-batch dedup).
+
+    Duplicate submissions arrive within seconds of the original, so the lookup is limited to
+    the batch's business days ± 1 instead of the whole table.
+    """
+    from hisx.pipelines.standardize import _STD_NK_NAMES, existing_keys_from_std
+
+    nk = [_STD_NK_NAMES.get(c, c) for c in spec.natural_key if c != "org_code"]
+    times = pd.to_datetime(df[spec.business_time], errors="coerce").dropna()
+    if not nk or times.empty:
+        return None
+    lo, hi = times.min().date() - timedelta(days=1), times.max().date() + timedelta(days=1)
+    cols = ", ".join(f'"{c}"' for c in nk)
+    std = wh.query_df(
+        f"SELECT source_key, {cols} FROM {std_table(spec.name)} WHERE tenant = :t "
+        "AND business_date BETWEEN :a AND :b", {"t": tenant, "a": lo, "b": hi})
+    return existing_keys_from_std(spec.name, std) if len(std) else None
+
+
+def _prepare(wh: Warehouse, spec, tenant: Tenant, now: datetime, load_id: str) -> dict | None:
+    loads = runlog.pending_loads(wh, spec.name, spec.source_table, tenant.org_code)
+    if not loads:
+        return None
+    df = _ods_rows(wh, spec.source_table, tenant.org_code, loads)
     keys = person_keys(wh, tenant.org_code, df["patient_id"]) if "patient_id" in df else None
-    res = standardize(dataset, df, tenant=tenant.org_code, vendor=tenant.vendor,
-                      load_id=load_id, now=now or datetime.now(), person_keys=keys)
-    stats.rows_in = len(df)
-    stats.standardized = len(res.standardized)
-    stats.quarantined = len(res.quarantined)
-    stats.deduplicated = int(res.deduplicated)
+    existing = _existing_keys(wh, spec, tenant.org_code, df)
+    args = dict(dataset=spec.name, df=df, tenant=tenant.org_code, vendor=tenant.vendor,
+                load_id=load_id, now=now, person_keys=keys, existing_keys=existing)
+    return {"tenant": tenant.org_code, "loads": loads, "load_id": load_id, "df": df,
+            "args": args}
+
+
+def _compute(args: dict):
+    """Worker side: standardize one batch and build its feed-ledger rows (pure)."""
+    from hisx.pipelines.standardize import standardize
+
+    a = dict(args)
+    dataset = a.pop("dataset")
+    res = standardize(dataset, a.pop("df"), **a)
+    ledger = (feeds.build_ledger_rows(dataset, args["tenant"], res.standardized,
+                                      args["load_id"]) if len(res.standardized) else None)
+    return res, ledger
+
+
+def _finish(wh: Warehouse, spec, schema, job: dict, computed) -> StdStats:
+    res, ledger = computed
+    df = job["df"]
+    stats = StdStats(spec.name, job["tenant"], rows_in=len(df),
+                     standardized=len(res.standardized), quarantined=len(res.quarantined),
+                     deduplicated=int(res.deduplicated))
     for reasons in res.quarantined.get("reasons", []):
         for r in reasons:
             kind = ":".join(str(r).split(":")[:2])
             stats.reasons[kind] = stats.reasons.get(kind, 0) + 1
     if not stats.conserved:
-        raise RuntimeError(f"conservation violated for {dataset}/{tenant.org_code}: {stats}")
-    _write_std(wh, spec, tenant.org_code, pk, df, res, schema, load_id, loads, stats)
+        raise RuntimeError(f"conservation violated for {spec.name}/{job['tenant']}: {stats}")
+    pk = spec.pk
+    _write_std(wh, spec, job["tenant"], pk, df, res, schema, job["load_id"], job["loads"],
+               stats, ledger)
     return stats
 
 
-def _write_std(wh, spec, tenant, pk, df, res, schema, load_id, loads, stats) -> None:
+def _write_std(wh, spec, tenant, pk, df, res, schema, load_id, loads, stats, ledger) -> None:
     dataset = spec.name
     std = std_table(dataset)
     keys = pa.table({"source_key": pa.array(df[pk].astype("int64").tolist(), pa.int64())})
@@ -221,7 +320,7 @@ def _write_std(wh, spec, tenant, pk, df, res, schema, load_id, loads, stats) -> 
             wh.load_arrow("quarantine", _to_arrow(q, qcols))
         wh.execute("DROP TABLE stage_keys")
         # the feed outbox is written in the same transaction as the rows it describes
-        feeds.enqueue(wh, dataset, tenant, res.standardized, load_id)
+        feeds.enqueue(wh, dataset, tenant, res.standardized, load_id, rows=ledger)
         # days of the old versions, the new ones, and the quarantined rows (for DQ marts)
         _mark_dirty(wh, dataset, tenant, list(old_dates["business_date"]) +
                     list(pd.to_datetime(df[spec.business_time], errors="coerce")))
