@@ -84,3 +84,56 @@ def api(api_world, tmp_path_factory) -> Iterator[Api]:
     with TestClient(app) as client:
         yield Api(client, store, centers, region, mine, other, api_world)
     store.close()
+
+
+def wh_query(api: Api, sql: str, params: list | None = None) -> list[tuple]:
+    """An independent read of the test warehouse (read-only, like the API)."""
+    import duckdb
+
+    with duckdb.connect(str(api.warehouse), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def contracted_person(api: Api, tenant: str, not_at: str | None = None) -> str:
+    """A person with an active family-doctor contract at ``tenant`` today (and none at
+    ``not_at``)."""
+    rows = wh_query(api, """
+        SELECT person_key FROM std_family_contract
+        WHERE tenant = ? AND status_code = '1' AND start_date <= current_date
+          AND end_date >= current_date
+          AND person_key NOT IN (SELECT person_key FROM std_family_contract WHERE tenant = ?)
+          AND person_key IN (SELECT person_key FROM std_outpatient_visit)
+        ORDER BY person_key LIMIT 1""", [tenant, not_at or ""])
+    assert rows, f"no contracted person at {tenant}"
+    return rows[0][0]
+
+
+def soap_envelope(op: str, fields: str) -> str:
+    return ('<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/'
+            f'envelope/" xmlns:h="urn:hisx:share:v1"><s:Body><h:{op}>{fields}</h:{op}>'
+            "</s:Body></s:Envelope>")
+
+
+@pytest.fixture(scope="session")
+def live_url(api) -> Iterator[str]:
+    """The same app served by uvicorn on a free loopback port (for zeep and wrk-like use)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(api.client.app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    t.join(5)

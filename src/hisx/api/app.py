@@ -20,11 +20,6 @@ from hisx.api.db import Reader
 from hisx.api.keys import KeyStore
 
 
-def _endpoint(request: Request) -> str:
-    route = request.scope.get("route")
-    return getattr(route, "path", None) or request.url.path
-
-
 def _lifespan(reader: Reader):
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,11 +56,12 @@ def create_app(warehouse_url: str | None = None, keys: KeyStore | str | Path | N
         if exc.denied:
             params = {**request.query_params, **request.path_params}
             store.audit(key=getattr(request.state, "api_key", None), interface="rest",
-                        endpoint=_endpoint(request), params=params, outcome="denied",
+                        endpoint=rest.endpoint_of(request), params=params, outcome="denied",
                         status=exc.status, reason=f"{exc.code}: {exc.message}")
         return rest.error_response(exc)
 
-    app.include_router(rest.build_router(), prefix="/api/v1")
+    app.state.rest_router = rest.build_router()  # its routes: what tests enumerate
+    app.include_router(app.state.rest_router)
     app.include_router(soap.build_router())
 
     return app

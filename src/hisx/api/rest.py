@@ -29,6 +29,7 @@ from hisx.api.auth import (
 )
 from hisx.api.keys import ApiKey
 
+PREFIX = "/api/v1"
 CENTER_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
 PAGE_MAX = 10_000
 BULK_MAX = 1_000_000
@@ -127,14 +128,20 @@ def _check_limit(limit: int, fmt: str) -> None:
                        f"limit {limit} > {PAGE_MAX} for {fmt}; use format=parquet for bulk")
 
 
-def _audit_read(request: Request, key: ApiKey, table: pa.Table, endpoint: str,
-                params: dict[str, Any]) -> None:
+def endpoint_of(request: Request) -> str:
+    """The route template (``/api/v1/persons/{person_key}/visits``), for the audit."""
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or request.url.path
+
+
+def _audit_read(request: Request, key: ApiKey, table: pa.Table, params: dict[str, Any]) -> None:
     """Audit a person-level read: the person keys and record keys returned."""
     persons = ([p for p in table.column("person_key").to_pylist() if p]
                if "person_key" in table.column_names else [])
     records = (table.column("source_key").to_pylist()
                if "source_key" in table.column_names else [])
-    request.app.state.keys.audit(key=key, interface="rest", endpoint=endpoint, params=params,
+    request.app.state.keys.audit(key=key, interface="rest", endpoint=endpoint_of(request),
+                                 params=params,
                                  outcome="allowed", status=200, person_keys=persons,
                                  record_keys=records)
 
@@ -148,7 +155,7 @@ def _with_signature(fn: Callable, extra: list[inspect.Parameter]) -> Callable:
 
 # -- routes ------------------------------------------------------------------------------------
 def build_router() -> APIRouter:
-    r = APIRouter(responses=ERRORS)
+    r = APIRouter(prefix=PREFIX, responses=ERRORS)
 
     center_item = {"type": "object", "additionalProperties": False,
                    "required": ["tenant", "center_name", "division_code", "his_vendor",
@@ -222,7 +229,7 @@ def _add_mart_route(r: APIRouter, mart: catalog.Mart) -> None:
             table, nxt = data.query_mart(s, name, tenant, date_from, date_to, given, limit,
                                          offset)
         if mart.person_level:
-            _audit_read(request, key, table, endpoint_path,
+            _audit_read(request, key, table,
                         {"center": tenant, "date_from": date_from, "date_to": date_to,
                          "limit": limit, "offset": offset, **given})
         return _tabular(table, format, {"mart": name, "center": tenant, "limit": limit,
@@ -254,7 +261,7 @@ def _add_records_route(r: APIRouter, ds: str) -> None:
         _check_limit(limit, format)
         with request.app.state.reader.session() as s:
             table, nxt = data.query_records(s, ds, tenant, date_from, date_to, limit, offset)
-        _audit_read(request, key, table, path,
+        _audit_read(request, key, table,
                     {"center": tenant, "date_from": date_from, "date_to": date_to,
                      "limit": limit, "offset": offset})
         return _tabular(table, format, {"dataset": ds, "center": tenant, "limit": limit,
@@ -296,7 +303,7 @@ def _add_person_route(r: APIRouter) -> None:
                                "with this person")
             table = data.person_visits(s, person_key, date_from, date_to)
         request.app.state.keys.audit(
-            key=key, interface="rest", endpoint="/persons/{person_key}/visits",
+            key=key, interface="rest", endpoint=endpoint_of(request),
             params={"person_key": person_key, "date_from": date_from, "date_to": date_to},
             outcome="allowed", status=200, person_keys=[person_key],
             record_keys=[f"{t}:{k}" for t, k in zip(table.column("tenant").to_pylist(),
