@@ -135,14 +135,28 @@ def datasets() -> list[str]:
 
 
 # -- Arrow -> JSON-ready ----------------------------------------------------------------------
-def _jsonable_column(arr: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+#: Business times are China local wall-clock (as the sources record them; no DST), so the API
+#: states the offset: RFC 3339 ``date-time`` values, still valid against the dataset schemas.
+LOCAL_OFFSET = "+08:00"
+#: Operational timestamps written by the pipeline in the server's local time (no known
+#: offset): served as plain text, documented without ``format: date-time``.
+SERVER_TIME_COLUMNS = frozenset({"last_load", "last_acked"})
+SERVER_TIME_SCHEMA = {"type": ["string", "null"],
+                      "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?$",
+                      "description": "server local time of the pipeline (no offset)"}
+
+
+def _jsonable_column(arr: pa.ChunkedArray, name: str = "") -> pa.ChunkedArray | pa.Array:
     t = arr.type
     if pa.types.is_timestamp(t):
         if t.tz is not None:
             arr = pc.local_timestamp(pc.cast(arr, pa.timestamp(t.unit, "Asia/Shanghai")))
         with contextlib.suppress(pa.ArrowInvalid):
             arr = pc.cast(arr, pa.timestamp("s"))
-        return pc.replace_substring(pc.cast(arr, pa.string()), " ", "T", max_replacements=1)
+        text = pc.replace_substring(pc.cast(arr, pa.string()), " ", "T", max_replacements=1)
+        if name in SERVER_TIME_COLUMNS:
+            return text
+        return pc.binary_join_element_wise(text, LOCAL_OFFSET, "")
     if pa.types.is_date(t):
         return pc.cast(arr, pa.string())
     if pa.types.is_decimal(t):  # SUM() of integers is a scale-0 decimal: keep it integral
@@ -156,7 +170,7 @@ def _jsonable_column(arr: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
 
 def jsonable(table: pa.Table) -> pa.Table:
     """Dates/times as ISO text (``T`` separator), decimals as float, NaN as null."""
-    return pa.table({n: _jsonable_column(table.column(n)) for n in table.column_names})
+    return pa.table({n: _jsonable_column(table.column(n), n) for n in table.column_names})
 
 
 def rows(table: pa.Table) -> list[dict[str, Any]]:

@@ -324,7 +324,7 @@ QUALITY_ITEM = {
                    "standardized_rate": _nullable("number"),
                    "max_delay_hours": _nullable("number"),
                    "last_business_day": _nullable("string", "date"),
-                   "last_load": _nullable("string", "date-time")}}
+                   "last_load": catalog.SERVER_TIME_SCHEMA}}
 QUALITY_ITEM["required"] = list(QUALITY_ITEM["properties"])
 FEED_ITEM = {
     "type": "object", "additionalProperties": False,
@@ -333,7 +333,7 @@ FEED_ITEM = {
                    "messages": {"type": "integer"},
                    "first_event": _nullable("string", "date-time"),
                    "last_event": _nullable("string", "date-time"),
-                   "last_acked": _nullable("string", "date-time"),
+                   "last_acked": catalog.SERVER_TIME_SCHEMA,
                    "max_attempts": _nullable("integer"),
                    "lag_seconds": _nullable("integer")}}
 FEED_ITEM["required"] = list(FEED_ITEM["properties"])
