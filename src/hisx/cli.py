@@ -94,6 +94,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tenant(wh, org_code: str):
+    from hisx.pipelines.flow import Tenant
+
+    row = wh.query_df("SELECT org_code, his_vendor, org_name FROM ods_organizations "
+                      "WHERE org_code = :c", {"c": org_code})
+    if row.empty:
+        raise ValueError(f"unknown center {org_code!r}: not in ods_organizations")
+    return Tenant(*row.iloc[0].tolist())
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from hisx.connectors.warehouse import Warehouse
+    from hisx.pipelines import quarantine
+    from hisx.pipelines.standardize import DATASETS
+
+    s = Settings.from_env()
+    with Warehouse.from_url(s.warehouse_url) as wh, pd.option_context(
+            "display.width", 200, "display.max_rows", 500, "display.max_colwidth", 80):
+        if args.action == "list":
+            print(quarantine.list_rows(wh, args.dataset, args.tenant, args.limit)
+                  .to_string(index=False))
+        elif args.action == "report":
+            print("== rows by reason ==")
+            print(quarantine.reason_counts(wh, args.dataset, args.tenant).to_string(index=False))
+            print("\n== unmapped local codes (extend the center's map, then replay) ==")
+            print(quarantine.unmapped_report(wh, args.tenant).to_string(index=False))
+        else:
+            ensure_demo_pseudo_key(s.home)
+            datasets = [args.dataset] if args.dataset else list(DATASETS)
+            tenants = ([args.tenant] if args.tenant else
+                       wh.query_df("SELECT DISTINCT tenant FROM quarantine")["tenant"].tolist())
+            for org in tenants:
+                for ds in datasets:
+                    st = quarantine.replay(wh, ds, _tenant(wh, org))
+                    if st.replayed:
+                        print(f"{ds} {org}: replayed {st.replayed}, moved {st.moved}, still "
+                              f"quarantined {st.still_quarantined}, deduplicated "
+                              f"{st.deduplicated}")
+            from hisx.pipelines.flow import build_marts
+
+            build_marts(wh)
+    return 0
+
+
+def cmd_dictionary(args: argparse.Namespace) -> int:
+    from hisx.standards.dictionary import write_dictionary
+
+    for path in write_dictionary(Path(args.out)):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hisx", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -118,6 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="generate the demo source if absent, run, print results")
     demo.set_defaults(func=cmd_demo)
+
+    q = sub.add_parser("quarantine", help="rows that failed standardization: list, report, "
+                       "replay after a map or rule fix")
+    q.add_argument("action", choices=["list", "report", "replay"])
+    q.add_argument("--dataset", help="one dataset (default: all)")
+    q.add_argument("--tenant", help="one center's org_code (default: all)")
+    q.add_argument("--limit", type=int, default=100)
+    q.set_defaults(func=cmd_quarantine)
+
+    std = sub.add_parser("standards", help="the data standard: data dictionary")
+    std_sub = std.add_subparsers(dest="what", required=True)
+    d = std_sub.add_parser("dictionary", help="write the data dictionary (Markdown + HTML)")
+    d.add_argument("--out", default="docs/data-dictionary")
+    d.set_defaults(func=cmd_dictionary)
 
     from hisx.marts.cli import add_parser as add_marts_parser
     from hisx.pipelines import feeds_cli

@@ -23,8 +23,7 @@ SLICE = ("person", "outpatient_visit")
 def run_once(engine: sa.Engine, wh: Warehouse) -> dict[str, list[flow.StdStats]]:
     tenants = flow.discover_tenants(engine)
     flow.extract(engine, wh, source="his", tenants=tenants, chunk_rows=700)
-    # two workers: the process-pool path is what the assets use
-    stats = {d: flow.standardize_tenants(wh, d, tenants, now=datetime(2027, 1, 1), workers=2)
+    stats = {d: flow.standardize_tenants(wh, d, tenants, now=datetime(2027, 1, 1))
              for d in SLICE}
     flow.build_marts(wh)
     return stats

@@ -486,14 +486,17 @@ _BOOK = """UPDATE feed_ledger SET
 FROM stage_feed_acks a WHERE feed_ledger.message_id = a.message_id"""
 
 
-def _book(wh: Warehouse, ids: list[str], results: list[Delivery], replay: bool) -> None:
+def _book(wh: Warehouse, ids: list[str] | pa.Array, results: list[Delivery] | None,
+          replay: bool, *, acks: pa.Table | None = None) -> None:
     """Record one batch's acknowledgements (or errors) in the ledger: one UPDATE."""
-    acks = pa.table({
-        "message_id": pa.array(ids, pa.string()),
-        "kafka_partition": pa.array([d.partition for d in results], pa.int32()),
-        "kafka_offset": pa.array([d.offset for d in results], pa.int64()),
-        "error": pa.array([redact(d.error) if d.error else None for d in results], pa.string()),
-    })
+    if acks is None:
+        acks = pa.table({
+            "message_id": pa.array(ids, pa.string()),
+            "kafka_partition": pa.array([d.partition for d in results], pa.int32()),
+            "kafka_offset": pa.array([d.offset for d in results], pa.int64()),
+            "error": pa.array([redact(d.error) if d.error else None for d in results],
+                              pa.string()),
+        })
     with wh.transaction():
         wh.execute("DELETE FROM stage_feed_acks")
         wh.load_arrow("stage_feed_acks", acks)
@@ -544,6 +547,14 @@ def _send(wh: Warehouse, cfg: FeedConfig, where: str, params: Mapping[str, Any],
                 timespec="milliseconds").replace("+00:00", "Z") + '",'
             if replay:
                 prefix += '"replayed":true,'
+            if hasattr(sink, "send_columns"):  # the outbox: column-wise, no per-message objects
+                _send_columns(wh, sink, batch, prefix, replay, stats)
+                last = seqs[-1]
+                if progress is not None:
+                    progress(stats)
+                if stats.failed:
+                    break
+                continue
             records = [
                 Record(t, k.encode(), (prefix + e[1:]).encode(), _headers(d, t, m))
                 for m, d, t, k, e in zip(ids, batch["dataset"].to_pylist(),
@@ -578,6 +589,35 @@ def _send(wh: Warehouse, cfg: FeedConfig, where: str, params: Mapping[str, Any],
              stats.dead, stats.failed, stats.seconds,
              f"; stopped: {stats.error}" if stats.error else "")
     return stats
+
+
+def _send_columns(wh: Warehouse, sink: Any, batch: pa.Table, prefix: str, replay: bool,
+                  stats: PublishStats) -> None:
+    """One batch through a column sink (``send_columns(topics, values) -> (offsets, errors)``)."""
+    values = pc.binary_join_element_wise(
+        prefix, pc.utf8_slice_codeunits(batch["envelope"], 1), "")
+    topics = batch["topic"]
+    offsets, errors = sink.send_columns(topics, values)
+    n = batch.num_rows
+    _book(wh, None, None, replay, acks=pa.table({
+        "message_id": batch["message_id"],
+        "kafka_partition": pa.array([0] * n, pa.int32()),
+        "kafka_offset": offsets,
+        "error": errors}))
+    stats.batches += 1
+    stats.selected += n
+    ok = pc.is_null(errors)
+    stats.failed += n - int(pc.sum(ok.cast(pa.int64())).as_py() or 0)
+    if stats.failed and stats.error is None:
+        stats.error = redact(str(pc.drop_null(errors)[0].as_py()))
+    counts = pc.value_counts(pc.filter(topics, ok)).to_pylist()
+    for c in counts:
+        t, k = c["values"], c["counts"]
+        if t == DLQ_TOPIC:
+            stats.dead += k
+        else:
+            stats.acked += k
+            stats.topics[t] = stats.topics.get(t, 0) + k
 
 
 def publish(wh: Warehouse, settings: Settings | FeedConfig | None = None, *,

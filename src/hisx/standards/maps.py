@@ -15,6 +15,7 @@ Lookup keys are compared after NFKC + strip + casefold, so ``Ｍ``, ``m `` and `
 from __future__ import annotations
 
 import csv
+import os
 import unicodedata
 from dataclasses import dataclass, field
 from functools import cache
@@ -148,7 +149,7 @@ def _merge(into: dict[str, CodeMap], directory: Path) -> None:
 
 
 @cache
-def _load(org_code: str, vendor: str, maps_dir: Path) -> MapSet:
+def _load(org_code: str, vendor: str, maps_dir: Path, fingerprint: tuple = ()) -> MapSet:
     vdir = maps_dir / "vendors" / vendor
     if not vdir.is_dir():
         raise MapError(f"unknown HIS vendor {vendor!r}; known: {vendors(maps_dir)}")
@@ -164,9 +165,19 @@ def load_maps(org_code: str, vendor: str | None = None, maps_dir: Path | None = 
 
     ``vendor`` may be omitted when the center declares it in ``centers/<org_code>/vendor.txt``.
     """
-    d = maps_dir or MAPS_DIR
+    d = maps_dir or Path(os.environ.get("HISX_MAPS_DIR") or MAPS_DIR)
     v = vendor or center_vendor(org_code, d)
     if not v:
         raise MapError(f"center {org_code!r} has no vendor: pass vendor= or add "
                        f"maps/centers/{org_code}/vendor.txt")
-    return _load(org_code, v, d)
+    return _load(org_code, v, d, _fingerprint(d, v, org_code))
+
+
+def _fingerprint(maps_dir: Path, vendor: str, org_code: str) -> tuple:
+    """File names and modification times of the maps a center uses: an edited map file (the
+    fix before a quarantine replay) invalidates the cached MapSet."""
+    files = [maps_dir / "VERSION"]
+    for sub in (maps_dir / "vendors" / vendor, maps_dir / "centers" / org_code):
+        if sub.is_dir():
+            files += sorted(sub.glob("*.csv"))
+    return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists())
