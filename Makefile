@@ -37,6 +37,7 @@ ui: venv
 	bash scripts/ui.sh
 
 bench: venv system-deps
+	@dpkg -s wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 	bash scripts/bench.sh
 
 docs: venv

@@ -187,11 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="docs/data-dictionary")
     d.set_defaults(func=cmd_dictionary)
 
+    from hisx.api.cli import add_parser as add_api_parser
     from hisx.marts.cli import add_parser as add_marts_parser
     from hisx.pipelines import feeds_cli
 
     feeds_cli.add_parser(sub)
     add_marts_parser(sub)
+    add_api_parser(sub)
     return p
 
 

@@ -88,6 +88,27 @@ def unmapped_report(wh: Warehouse, tenant: str | None = None) -> pd.DataFrame:
     return out.sort_values(["tenant", "rows"], ascending=[True, False])[cols]
 
 
+def _refresh_reasons(wh: Warehouse, dataset: str, tenant: str, still: pd.DataFrame) -> None:
+    """Rows that still fail keep their quarantine row (time, load) but get today's reasons."""
+    if still.empty:
+        return
+    import pyarrow as pa
+
+    new = pa.table({
+        "source_key": pa.array(still["source_key"].astype("int64").tolist(), pa.int64()),
+        "reasons": pa.array([json.dumps(list(r), ensure_ascii=False) for r in still["reasons"]],
+                            pa.string())})
+    with wh.transaction():
+        wh.execute("DROP TABLE IF EXISTS stage_reasons")
+        wh.execute("CREATE TEMPORARY TABLE stage_reasons (source_key BIGINT, reasons TEXT)")
+        wh.load_arrow("stage_reasons", new)
+        wh.execute("UPDATE quarantine SET reasons = s.reasons FROM stage_reasons s WHERE "
+                   "quarantine.dataset = :d AND quarantine.tenant = :t AND "
+                   "quarantine.source_key = s.source_key AND quarantine.reasons <> s.reasons",
+                   {"d": dataset, "t": tenant})
+        wh.execute("DROP TABLE stage_reasons")
+
+
 def replay(wh: Warehouse, dataset: str, tenant: flow.Tenant, *,
            now: datetime | None = None) -> ReplayStats:
     """Re-standardize the quarantined rows of ``dataset`` for ``tenant`` (see module doc)."""
@@ -122,6 +143,7 @@ def replay(wh: Warehouse, dataset: str, tenant: flow.Tenant, *,
             stats.reasons[k] = stats.reasons.get(k, 0) + 1
     if not stats.conserved:
         raise RuntimeError(f"replay would break conservation: {stats}")
+    _refresh_reasons(wh, dataset, tenant.org_code, res.quarantined)
     if stats.moved or stats.deduplicated:
         # only the rows that changed state are rewritten; the rest keep their quarantine row
         keep = set(res.quarantined["source_key"].astype("int64")) if len(res.quarantined) else set()
