@@ -12,6 +12,7 @@ sources:
     char_encoding: gbk             # SQL_CHAR decoding (Chinese_PRC_CI_AS VARCHAR); NVARCHAR is UTF-16
     tenants:   [{org_code: "42502657200", vendor: vendor_a}]
     tables:    [registrations, charges]
+    schema:    dbo                 # schema of the source tables (optional)
     policies:  {max_lag: 30, on_no_healthy_replica: wait, chunk_rows: 50000, max_readers: 2}
   demo:
     url: sqlite:///.hisx/source/demo.sqlite
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 import yaml
 
 from hisx.simulator import schema
@@ -93,11 +95,33 @@ class SourceConfig:
     policies: Policies = field(default_factory=Policies)
     char_encoding: str | None = None
     url: str | None = None  # plain SQLAlchemy source (sqlite demo): no replicas
+    db_schema: str | None = None  # schema of the source tables (e.g. dbo, his); None: default
 
-    def table(self, name: str):
+    def table(self, name: str) -> sa.Table:
+        """The source table (hisx.simulator.schema), qualified with ``db_schema`` if set."""
         if name not in self.tables:
             raise SourceConfigError(f"source {self.name!r} does not declare table {name!r}")
-        return schema.metadata.tables[name]
+        base = schema.metadata.tables[name]
+        if self.db_schema is None:
+            return base
+        md = _SCHEMA_METADATA.setdefault(self.db_schema, sa.MetaData())
+        key = f"{self.db_schema}.{name}"
+        return md.tables[key] if key in md.tables else base.to_metadata(md, schema=self.db_schema)
+
+    def missing_secrets(self) -> list[str]:
+        """Environment variables named by ``password_env`` that are not set."""
+        eps = [e for e in (self.primary, *self.replicas) if e is not None]
+        return sorted({e.password_env for e in eps if e.password_env and e.password_env not in os.environ})
+
+    def require_secrets(self) -> None:
+        """Raise before any driver call if a password variable is missing."""
+        missing = self.missing_secrets()
+        if missing:
+            raise SourceConfigError(
+                f"source {self.name!r}: password environment variable(s) not set: {', '.join(missing)}")
+
+
+_SCHEMA_METADATA: dict[str, sa.MetaData] = {}
 
 
 def mssql_odbc_connection_string(
@@ -113,9 +137,12 @@ def mssql_odbc_connection_string(
             f"ApplicationIntent must be one of {APPLICATION_INTENTS}, got {application_intent!r}")
     if not server or not database:
         raise SourceConfigError("server and database are required (read-only routing needs Database=)")
-    parts = [f"Driver={{{driver}}}", f"Server={server}", f"Database={database}"]
+    parts = [f"Driver={_braced(driver, always=True)}", f"Server={_braced(server)}",
+             f"Database={_braced(database)}"]
     if user:
-        parts += [f"UID={user}", f"PWD={_braced(password or '')}"]
+        parts.append(f"UID={_braced(user)}")
+        if password is not None:  # None: filled in from password_env at connect time
+            parts.append(f"PWD={_braced(password)}")
     else:
         parts.append("Trusted_Connection=Yes")
     parts += [
@@ -128,23 +155,61 @@ def mssql_odbc_connection_string(
     return ";".join(parts) + ";"
 
 
-def _braced(v: str) -> str:
-    return "{" + v.replace("}", "}}") + "}" if any(ch in v for ch in ";{}= ") else v
+def _braced(v: str, *, always: bool = False) -> str:
+    """An ODBC attribute value, quoted when it must be: ``{...}`` with ``}`` doubled (the
+    only escape ODBC defines), so a password like ``a;b}c`` stays one value."""
+    if always or any(ch in v for ch in ";{}=") or v != v.strip():
+        return "{" + v.replace("}", "}}") + "}"
+    return v
+
+
+def split_odbc(conn: str) -> list[tuple[str, str]]:
+    """``(keyword, raw value)`` pairs of an ODBC connection string, braces respected: a
+    ``;`` inside ``{...}`` does not end the value and ``}}`` is an escaped ``}``. Raises
+    :class:`SourceConfigError` on an unterminated brace."""
+    out: list[tuple[str, str]] = []
+    i, n = 0, len(conn)
+    while i < n:
+        eq = conn.find("=", i)
+        if eq < 0:
+            if conn[i:].strip(" ;"):
+                raise SourceConfigError(f"ODBC connection string: {conn[i:]!r} has no '='")
+            break
+        key = conn[i:eq].strip(" ;")
+        j = eq + 1
+        if conn[j:j + 1] == "{":
+            k = j + 1
+            while True:
+                close = conn.find("}", k)
+                if close < 0:
+                    raise SourceConfigError(f"ODBC connection string: unterminated '{{' in {key}=")
+                if conn[close + 1:close + 2] == "}":
+                    k = close + 2
+                    continue
+                break
+            out.append((key, conn[j:close + 1]))
+            i = conn.find(";", close + 1)
+            i = n if i < 0 else i + 1
+        else:
+            end = conn.find(";", j)
+            end = n if end < 0 else end
+            out.append((key, conn[j:end].strip()))
+            i = end + 1
+    return out
+
+
+def unbrace(v: str) -> str:
+    return v[1:-1].replace("}}", "}") if v.startswith("{") and v.endswith("}") else v
 
 
 def _set_keyword(conn: str, key: str, value: str) -> str:
-    kept = [p for p in conn.split(";") if p and p.split("=", 1)[0].strip().upper() != key.upper()]
+    kept = [f"{k}={v}" for k, v in split_odbc(conn) if k.upper() != key.upper()]
     return ";".join([*kept, f"{key}={_braced(value)}"]) + ";"
 
 
 def odbc_keywords(conn: str) -> dict[str, str]:
-    """Keyword -> value of a (simple, unbraced) ODBC connection string, keys upper-cased."""
-    out = {}
-    for p in conn.split(";"):
-        if "=" in p:
-            k, v = p.split("=", 1)
-            out[k.strip().upper()] = v.strip()
-    return out
+    """Keyword -> (unbraced) value of an ODBC connection string, keywords upper-cased."""
+    return {k.upper(): unbrace(v) for k, v in split_odbc(conn)}
 
 
 def _check_intent(where: str, conn: str) -> None:
@@ -201,6 +266,10 @@ def _policies(where: str, raw: Any) -> Policies:
         raise SourceConfigError(f"{where}.max_readers: must be a positive integer, got {p.max_readers!r}")
     if p.max_lag is not None and (not isinstance(p.max_lag, int | float) or p.max_lag < 0):
         raise SourceConfigError(f"{where}.max_lag: must be a non-negative number, got {p.max_lag!r}")
+    for k in ("wait_timeout_s", "wait_poll_s"):
+        v = getattr(p, k)
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            raise SourceConfigError(f"{where}.{k}: must be a positive number of seconds, got {v!r}")
     if p.extraction_path not in ("auto", "arrow-odbc", "pyodbc"):
         raise SourceConfigError(f"{where}.extraction_path: {p.extraction_path!r} is not auto|arrow-odbc|pyodbc")
     return p
@@ -211,7 +280,7 @@ def parse_source(name: str, raw: Any) -> SourceConfig:
     if not isinstance(raw, dict):
         raise SourceConfigError(f"{where}: expected a mapping")
     known = {"dialect", "primary", "replicas", "listener", "tenants", "tables", "policies",
-             "char_encoding", "url"}
+             "char_encoding", "url", "schema"}
     if set(raw) - known:
         raise SourceConfigError(f"{where}: unknown keys {sorted(set(raw) - known)}")
     tenants = []
@@ -232,6 +301,9 @@ def parse_source(name: str, raw: Any) -> SourceConfig:
             "中".encode(enc)
         except LookupError:
             raise SourceConfigError(f"{where}.char_encoding: unknown codec {enc!r}") from None
+    db_schema = raw.get("schema")
+    if db_schema is not None and not (isinstance(db_schema, str) and db_schema.isidentifier()):
+        raise SourceConfigError(f"{where}.schema: {db_schema!r} is not a plain identifier")
     if "url" in raw:
         if raw.get("replicas") or raw.get("listener") or raw.get("primary"):
             raise SourceConfigError(f"{where}: a url: source has no primary/replicas/listener")
@@ -239,7 +311,8 @@ def parse_source(name: str, raw: Any) -> SourceConfig:
         dialect = url.split(":", 1)[0].split("+", 1)[0]
         if dialect not in DIALECTS:
             raise SourceConfigError(f"{where}.url: unsupported dialect {dialect!r}")
-        return SourceConfig(name, dialect, None, (), tuple(tenants), tables, policies, enc, url)
+        return SourceConfig(name, dialect, None, (), tuple(tenants), tables, policies, enc, url,
+                            db_schema)
     dialect = raw.get("dialect")
     if dialect not in DIALECTS:
         raise SourceConfigError(f"{where}.dialect: {dialect!r} is not one of {DIALECTS}")
@@ -258,7 +331,7 @@ def parse_source(name: str, raw: Any) -> SourceConfig:
                 raise SourceConfigError(
                     f"{where}: replica {r.name!r} must connect with ApplicationIntent=ReadOnly")
     return SourceConfig(name, dialect, primary, tuple(replicas), tuple(tenants), tables,
-                        policies, enc, None)
+                        policies, enc, None, db_schema)
 
 
 def load_sources(src: str | Path | dict) -> dict[str, SourceConfig]:

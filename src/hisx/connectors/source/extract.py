@@ -126,6 +126,7 @@ class SourceExtractor:
                  extraction_path: str | None = None) -> None:
         if cfg.url is not None:
             raise ValueError("a url: source has no replicas: use TableReader on an engine")
+        cfg.require_secrets()  # a clear error now, not a driver login failure later
         self.cfg = cfg
         self.policy = cfg.policies
         self.sleep = sleep

@@ -16,7 +16,8 @@ def _pk_hash(pk: sa.ColumnElement, dialect: str) -> sa.ColumnElement:
     if dialect == "postgresql":  # 64-bit hash of the key text, summed exactly (numeric)
         return sa.func.sum(sa.cast(sa.func.hashtextextended(sa.cast(pk, sa.Text), 0), sa.Numeric(38, 0)))
     if dialect == "mssql":  # first 8 bytes of SHA-256 of the key text, summed as DECIMAL(38,0)
-        h = sa.func.HASHBYTES("SHA2_256", sa.cast(pk, sa.String(20)))
+        # the algorithm is a literal, not a bound parameter (HASHBYTES' documented form)
+        h = sa.func.HASHBYTES(sa.literal_column("'SHA2_256'"), sa.cast(pk, sa.String(20)))
         return sa.func.sum(sa.cast(sa.cast(sa.cast(h, mssql.BINARY(8)), sa.BigInteger), sa.Numeric(38, 0)))
     if dialect == "sqlite":  # no hash function: sum of keys and sum of squares, exact integers
         return sa.func.sum(pk) * 1_000_003 + sa.func.sum(pk * pk)
@@ -38,6 +39,8 @@ def reconcile_select(table: sa.Table, dialect: str, tenant: str | None,
             bt < sa.bindparam("day_to", end, type_=sa.DateTime)]
     if dialect == "sqlite":
         day = sa.func.date(bt).label("business_date")
+    elif dialect == "mssql":  # explicit: an offline mssql dialect would CAST(... AS DATETIME)
+        day = sa.func.CONVERT(sa.literal_column("DATE"), bt).label("business_date")
     if tenant is not None:
         cond.insert(0, table.c.org_code == sa.bindparam("tenant", tenant, type_=sa.String))
     return (sa.select(table.c.org_code, day, sa.func.count().label("n"),

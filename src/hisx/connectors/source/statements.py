@@ -18,12 +18,20 @@ DIALECTS: dict[str, type[Dialect]] = {
 }
 
 
+#: Compile T-SQL for SQL Server 2016+ (AG readable secondaries): without a version an
+#: offline mssql dialect assumes a pre-2008 server and renders ``Date`` as DATETIME.
+MSSQL_SERVER_VERSION = (13, 0)
+
+
 def dialect_for(name: str, **kw) -> Dialect:
     """A dialect instance by name (``paramstyle="qmark"`` for raw pyodbc execution)."""
     try:
-        return DIALECTS[name](**kw)
+        d = DIALECTS[name](**kw)
     except KeyError:
         raise ValueError(f"unsupported source dialect {name!r}; expected one of {sorted(DIALECTS)}") from None
+    if name == "mssql":
+        d.server_version_info = MSSQL_SERVER_VERSION
+    return d
 
 
 def _is_mssql(dialect: str) -> bool:
