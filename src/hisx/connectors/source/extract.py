@@ -75,6 +75,7 @@ class ExtractStats(ReadStats):
     tenant: str | None = None
     used_primary: bool = False
     reader_in_recovery: bool | None = None
+    lag: float | None = None  # of the chosen replica at routing: bytes (PG) / seconds (mssql)
     path: str = ""
     upper_bound: int | None = None
     cursor_before: int = 0
@@ -174,6 +175,7 @@ class SourceExtractor:
                 h = self.health(ep)
                 if h.healthy:
                     stats.reader_in_recovery = h.in_recovery
+                    stats.lag = h.lag
                     return ep
                 stats.skipped.append(f"{ep.name}: {h.reason}")
             pol = self.policy.on_no_healthy_replica
