@@ -52,10 +52,26 @@ def print_demo_summary(s: Settings) -> None:
             print(cons.to_string(index=False))
             print("\n== Quarantine by reason ==")
             print(quarantine_by_reason(wh).to_string(index=False))
+        from hisx.marts.report_html import write_report
+        from hisx.pipelines import feeds
+
+        print("\n== Push feed (ledger) ==")
+        st = feeds.status(wh)
+        if len(st):
+            print(st.pivot_table(index="dataset", columns="state", values="messages",
+                                 aggfunc="sum", fill_value=0).to_string())
+        report = write_report(wh, s.home / "report.html")
+    print(f"\nHTML report (visit trend, revenue mix, chronic control, DQ): {report}")
+    if not s.feed_bootstrap:
+        print(f"Feed envelopes (local outbox, one JSON-lines file per topic): {s.outbox_dir}")
     print(f"\nWarehouse: {s.warehouse_url}")
     if s.warehouse_url.startswith("duckdb:///"):
         path = s.warehouse_url[len("duckdb:///"):]
-        print(f"  query it: duckdb -readonly {path} \"SELECT * FROM mart_visits_monthly\"")
-        print("  or: .venv/bin/python -c \"import duckdb; print(duckdb.connect("
+        print("  query it: .venv/bin/python -c \"import duckdb; print(duckdb.connect("
               f"'{path}', read_only=True).sql('FROM mart_visits_monthly'))\"")
+    print("  marts: mart_visits_daily/monthly, mart_revenue_*, mart_drug_monthly, "
+          "mart_diagnosis_monthly, mart_chronic_monthly, mart_family_doctor_monthly, "
+          "mart_dq_daily; views in schema `share`")
     print("Dagster UI: make ui  (then open http://127.0.0.1:3000)")
+    print("Share API: .venv/bin/hisx keys create --tenant region --scopes region:read; "
+          ".venv/bin/hisx serve")
