@@ -12,6 +12,7 @@ ratio is hisx rows/s over baseline rows/s. Medians of 5 runs.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
