@@ -1,7 +1,8 @@
 """Extraction from the configured production sources (``HISX_SOURCES``) into the ODS.
 
 For replicated sources (``primary:`` + ``replicas:``/``listener:``) every (table, tenant) goes
-through :class:`~hisx.connectors.source.extract.SourceExtractor`: pages are read on a healthy
+through a :class:`~hisx.connectors.source.extract.SourceExtractor` (up to the source's
+``max_readers`` of them in parallel, :func:`extract_parallel`): pages are read on a healthy
 readable replica (the primary only under the ``primary`` policy, recorded), up to the
 commit-safe bound (PostgreSQL fences / SQL Server ``MIN_ACTIVE_ROWVERSION() - 1``), with lag
 checked before the run and between pages. Each page is landed with :func:`ods.upsert` and
@@ -26,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from hisx.connectors.source.config import SourceConfig, SourceConfigError, load_sources
-from hisx.connectors.source.extract import CursorState, ExtractStats, SourceExtractor
+from hisx.connectors.source.extract import CursorState, ExtractStats, extract_parallel
 from hisx.connectors.source.reader import TableReader
 from hisx.connectors.warehouse import Warehouse
 from hisx.pipelines import ods, runlog
@@ -106,40 +107,49 @@ def _tables(cfg: SourceConfig, tables) -> list[str]:
     return list(tables)
 
 
-def _extract_one(ex: SourceExtractor, wh: Warehouse, cfg: SourceConfig, table: sa.Table,
-                 tenant: str, load_id: str) -> SourceExtractResult:
-    started = datetime.now()
-    state = load_state(wh, cfg.name, table.name, tenant)
-    before = state.rv
-    read = changed = 0
-    landed = True  # False while a page is in flight: its rows are not in the warehouse yet
-    try:
-        for page in ex.extract(table, tenant, state):
-            # extract() moved state.rv to this page's last row_version before yielding
-            landed = False
-            with wh.transaction():
-                changed += ods.upsert(wh, table.name, page, load_id)
-                save_state(wh, cfg.name, table.name, tenant, state)
-            landed = True
-            read += page.num_rows
-    finally:
-        # The tail (bound reached past an empty page, fences taken or settled) and a source
-        # failure between pages leave a state worth keeping: everything <= rv is landed.
-        # A failed landing does not: its transaction rolled back, the stored state stays.
-        if landed:
-            with wh.transaction():
-                save_state(wh, cfg.name, table.name, tenant, state)
-    st: ExtractStats = ex.last
-    res = SourceExtractResult(
-        load_id, cfg.name, table.name, tenant, read, changed, before, state.rv, st.endpoint,
+def _result(cfg: SourceConfig, table: str, tenant: str, load_id: str, before: int,
+            state: CursorState, st: ExtractStats, read: int, changed: int) -> SourceExtractResult:
+    return SourceExtractResult(
+        load_id, cfg.name, table, tenant, read, changed, before, state.rv, st.endpoint,
         path=st.path, used_primary=st.used_primary, lag=st.lag, upper_bound=st.upper_bound,
         reader_in_recovery=st.reader_in_recovery, pages=st.chunks,
         longest_txn_s=round(st.longest_txn_s, 4), reroutes=st.reroutes,
         waited_s=round(st.waited_s, 3), pending_fences=len(state.fences),
         skipped=list(st.skipped))
-    if read:
-        runlog.log_extract(wh, **_base(res), started_at=started)
-    return res
+
+
+def _extract_replicated(wh: Warehouse, cfg: SourceConfig, names: list[str],
+                        load_id: str) -> list[SourceExtractResult]:
+    """All (table, tenant) jobs through up to ``max_readers`` replica readers; landing stays
+    in this thread, one warehouse transaction per page (rows + both cursor rows)."""
+    jobs, keys, before = [], [], []
+    for name in names:
+        table = cfg.table(name)
+        for tenant in cfg.tenants:
+            state = load_state(wh, cfg.name, name, tenant.org_code)
+            jobs.append((table, tenant.org_code, state))
+            keys.append((name, tenant.org_code))
+            before.append(state.rv)
+    read, changed = [0] * len(jobs), [0] * len(jobs)
+    started = datetime.now()
+    results: dict[int, SourceExtractResult] = {}
+    # A source failure ends the loop after the pages already read were landed: each landed
+    # page carried its state. Fences a failed job took are not kept (the next run re-takes).
+    for ev in extract_parallel(cfg, jobs):
+        name, tenant = keys[ev.job]
+        with wh.transaction():
+            if ev.page is not None:
+                changed[ev.job] += ods.upsert(wh, name, ev.page, load_id)
+                read[ev.job] += ev.page.num_rows
+            # the page's snapshot, or at the end the tail (bound passed, fences settled)
+            save_state(wh, cfg.name, name, tenant, ev.state)
+            if ev.done:
+                res = _result(cfg, name, tenant, load_id, before[ev.job], ev.state, ev.stats,
+                              read[ev.job], changed[ev.job])
+                results[ev.job] = res
+                if res.rows_read:
+                    runlog.log_extract(wh, **_base(res), started_at=started)
+    return [results[i] for i in sorted(results)]
 
 
 def _base(res: ExtractResult) -> dict:
@@ -178,16 +188,8 @@ def extract_configured(wh: Warehouse, source_cfg: SourceConfig, tables=None,
     ensure_state(wh)
     if source_cfg.url is not None:
         return _extract_url_source(wh, source_cfg, names, load_id)
-    ex = SourceExtractor(source_cfg)
-    out = []
-    try:
-        for name in names:
-            table = source_cfg.table(name)
-            for tenant in source_cfg.tenants:
-                out.append(_extract_one(ex, wh, source_cfg, table, tenant.org_code, load_id))
-    finally:
-        ex.close()
-    return out
+    source_cfg.require_secrets()
+    return _extract_replicated(wh, source_cfg, names, load_id)
 
 
 def extract_sources_file(wh: Warehouse, sources: str | Path | dict, *, only: list[str] | None = None,

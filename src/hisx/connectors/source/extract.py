@@ -267,9 +267,107 @@ class SourceExtractor:
         return ep, upto
 
 
+@dataclass
+class JobEvent:
+    """One step of :func:`extract_parallel`: a page of job ``job`` (``page`` set), or the
+    job's end (``done``, with its final stats). ``state`` is a snapshot taken while the
+    producing generator was suspended: persisting it with the page never runs ahead."""
+
+    job: int
+    page: pa.Table | None
+    state: CursorState
+    stats: ExtractStats | None = None
+    done: bool = False
+
+
+def _snapshot(state: CursorState) -> CursorState:
+    return CursorState(state.rv, [list(f) for f in state.fences])
+
+
+def extract_parallel(cfg: SourceConfig, jobs: list[tuple[str | sa.Table, Tenant | str | None, CursorState]],
+                     *, max_readers: int | None = None, extraction_path: str | None = None,
+                     ) -> Iterator[JobEvent]:
+    """Read several (table, tenant, state) jobs with up to ``max_readers`` threads, each with
+    its own :class:`SourceExtractor` (own sessions, own routing). Events arrive as pages are
+    read; each job's own events stay in order. The hand-over queue holds at most
+    ``max_readers`` pages, so memory is bounded by about 2 x max_readers pages whatever the
+    table size. A reader's exception is re-raised here after the pages already yielded; the
+    other readers stop at their next page. ``max_readers=1`` reads in the calling thread."""
+    import queue
+
+    n = min(max_readers or cfg.policies.max_readers, len(jobs)) or 1
+    if n == 1:
+        ex = SourceExtractor(cfg, extraction_path=extraction_path)
+        try:
+            for i, (table, tenant, state) in enumerate(jobs):
+                for page in ex.extract(table, tenant, state):
+                    yield JobEvent(i, page, _snapshot(state))
+                yield JobEvent(i, None, _snapshot(state), ex.last, True)
+        finally:
+            ex.close()
+        return
+
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(len(jobs)):
+        todo.put(i)
+    out: queue.Queue = queue.Queue(maxsize=n)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        ex = None
+        try:
+            ex = SourceExtractor(cfg, extraction_path=extraction_path)
+            while not stop.is_set():
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    break
+                table, tenant, state = jobs[i]
+                for page in ex.extract(table, tenant, state):
+                    if not put(JobEvent(i, page, _snapshot(state))):
+                        return
+                if not put(JobEvent(i, None, _snapshot(state), ex.last, True)):
+                    return
+        except BaseException as e:  # handed to the consumer, raised there
+            put(e)
+        finally:
+            if ex is not None:
+                ex.close()
+            put(None)
+
+    threads = [threading.Thread(target=reader, name=f"hisx-reader-{k}", daemon=True)
+               for k in range(n)]
+    for t in threads:
+        t.start()
+    running = n
+    try:
+        while running:
+            item = out.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+
+
 def endpoint_from_odbc(name: str, odbc: str, role: str = "replica") -> Endpoint:
     return Endpoint(name=name, odbc=odbc, role=role)
 
 
-__all__ = ["CursorState", "ExtractStats", "NoHealthyReplica", "SourceExtractor",
+__all__ = ["CursorState", "ExtractStats", "JobEvent", "NoHealthyReplica", "SourceExtractor",
+           "extract_parallel",
            "mssql_min_active_select", "pg_fence_statements", "rv_expr", "settled_bound"]
