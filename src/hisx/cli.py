@@ -61,15 +61,14 @@ def materialize_all(s: Settings) -> bool:
     """Run every asset in-process on a persistent instance (visible later in the UI)."""
     import dagster as dg
 
-    from hisx.orchestration.definitions import defs
+    from hisx.orchestration.definitions import materialize_all as run_all
 
     ensure_demo_pseudo_key(s.home)
     os.environ.setdefault("DAGSTER_HOME", str(s.dagster_home))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    job = defs.resolve_job_def("hisx_all")
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance)
-    return result.success
+        result = run_all(instance)  # the `ingest` job over every center, one run
+    return result is None or result.success
 
 
 def cmd_run(args: argparse.Namespace) -> int:

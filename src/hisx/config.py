@@ -66,3 +66,25 @@ def ensure_demo_pseudo_key(home: Path) -> None:
         path.write_text(secrets.token_hex(32), encoding="ascii")
         path.chmod(0o600)
     os.environ["HISX_PSEUDO_KEY"] = path.read_text(encoding="ascii").strip()
+
+
+#: Default warn thresholds for the data-quality check: maximum quarantine rate per dataset.
+DQ_DEFAULTS: dict[str, float] = {"default": 0.10}
+
+
+def dq_thresholds() -> dict[str, float]:
+    """Quarantine-rate thresholds per dataset: ``HISX_DQ_THRESHOLDS`` (a YAML file mapping
+    dataset -> rate, with an optional ``default``) over :data:`DQ_DEFAULTS`."""
+    out = dict(DQ_DEFAULTS)
+    path = os.environ.get("HISX_DQ_THRESHOLDS")
+    if path:
+        import yaml
+
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping dataset -> max quarantine rate")
+        for k, v in raw.items():
+            if not isinstance(v, int | float) or not 0 <= v <= 1:
+                raise ValueError(f"{path}: {k}: rate must be a number in [0, 1], got {v!r}")
+            out[str(k)] = float(v)
+    return out

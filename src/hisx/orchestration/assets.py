@@ -1,119 +1,245 @@
-"""Assets per layer: ``ods/<table>`` → ``std/<dataset>`` → ``marts/<mart>``.
+"""Assets per layer, keyed ``[layer, name]`` and grouped by layer:
+``source/<table>`` (external) → ``ods/<table>`` (per center) → ``std/<dataset>`` and
+``marts/<mart>`` and ``feeds/regional_platform`` (per center × month) → ``share/*``.
 
-Each asset is a thin wrapper over a Dagster-free step in :mod:`hisx.pipelines.flow`; the
-materialization metadata carries the counts that make the invariants visible.
+Each asset is a thin wrapper over a Dagster-free step in :mod:`hisx.pipelines`; the
+materialization metadata carries the counts that make the invariants visible. Every asset
+accepts a run covering many partitions (``BackfillPolicy.single_run``): the demo and
+backfills do all centers in one run per job; a sensor run does one partition.
 """
 
 
-from datetime import datetime
+import json
+import os
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from hisx.marts.runner import MART_DEPS, MARTS
+from hisx.config import Settings, dq_thresholds
+from hisx.marts.runner import MART_DEPS, MARTS, mart_description
+from hisx.orchestration.partitions import CENTER
 from hisx.orchestration.resources import HisxResource
-from hisx.pipelines import feeds, flow
+from hisx.orchestration.sources import DEFAULT_SOURCE, read_health, source_named
+from hisx.pipelines import feeds, flow, reconcile, status
 from hisx.pipelines.standardize import DATASETS
 from hisx.simulator.schema import TABLES
 
-ODS_GROUP, STD_GROUP, MART_GROUP, FEED_GROUP = "ods", "std", "marts", "feeds"
+SOURCE_GROUP, ODS_GROUP, STD_GROUP = "source", "ods", "std"
+MART_GROUP, SHARE_GROUP, FEED_GROUP = "marts", "share", "feeds"
+OWNERS = ["team:data-platform"]
+SOURCE_TAG, UPTO_TAG = "hisx/source", "hisx/upto"
+
+#: Transient source / broker errors: 3 retries, 2 s doubling, ±jitter.
+RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL,
+                       jitter=dg.Jitter.PLUS_MINUS)
+#: Op-level pool for steps that read a source database (limit set per deployment, deploy/).
+SOURCE_POOL = "hisx_source"
+SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
+def _run_source(context: dg.AssetExecutionContext) -> str:
+    return context.run.tags.get(SOURCE_TAG, DEFAULT_SOURCE)
+
+
+def _warn(check: str, key: dg.AssetKey, desc: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(check, asset=key, description=desc)
+
+
+# -- source (external) ---------------------------------------------------------------------------
+source_specs = [
+    dg.AssetSpec(["source", t.name], group_name=SOURCE_GROUP, kinds={"sqlserver"},
+                 owners=OWNERS,
+                 description=f"Production table `{t.name}` of the cloud HIS (SQL Server AG, read "
+                 "on readable secondaries; SQLite in the demo). Not materialized by hisx.")
+    for t in TABLES
+]
+
+
+# -- ods: per center, incremental by row-version cursor ----------------------------------------------
 def _ods_asset(table: str) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["ods", table])
+    t = next(x for x in TABLES if x.name == table)
+    checks = []
+    if t.info.get("business_time"):
+        checks.append(dg.AssetCheckSpec(
+            "reconciliation", asset=key, blocking=True,
+            description="per center × business day row count and key hash equal between the "
+            "source and ODS (up to the cursor), for the months this load touched"))
+    if table == "registrations":
+        checks.append(_warn("freshness", key, "the center's rows still arrive during opening "
+                             "hours (offline detection; written to center_status)"))
+
     @dg.asset(
-        key=["ods", table],
-        group_name=ODS_GROUP,
-        kinds={"sql", "python"},
+        key=key, deps=[dg.AssetKey(["source", table])], group_name=ODS_GROUP,
+        kinds={"sql", "python"}, owners=OWNERS, partitions_def=CENTER,
+        backfill_policy=SINGLE_RUN, retry_policy=RETRY, pool=SOURCE_POOL, check_specs=checks,
         description=f"Warehouse copy of source table `{table}`, landed incrementally by row "
-        "version; the highest version per primary key wins.",
+        "version (cursor per source × table × center); the highest version per primary key "
+        "wins. Partition = center.",
     )
-    def _asset(context: dg.AssetExecutionContext, hisx: HisxResource) -> dg.MaterializeResult:
-        engine = hisx.source_engine()
+    def _asset(context: dg.AssetExecutionContext, hisx: HisxResource):
+        centers = set(context.partition_keys)
+        src = source_named(_run_source(context))
+        upto = json.loads(context.run.tags[UPTO_TAG]) if UPTO_TAG in context.run.tags else None
+        engine = src.engine(hisx.settings())
         try:
-            tenants = flow.discover_tenants(engine)
+            tenants = [x for x in src.tenants(engine) if x.org_code in centers]
+            load_id = flow.new_load_id()
             with hisx.warehouse() as wh:
-                results = flow.extract(engine, wh, source=hisx.source_name, tenants=tenants,
-                                       tables=[table])
+                results = flow.extract(engine, wh, source=src.name, tenants=tenants,
+                                       tables=[table], upto=upto, load_id=load_id)
+                months = {x.org_code: [m.isoformat()[:7] for m in
+                                       flow.touched_months(wh, load_id, x.org_code, [table])]
+                          for x in tenants}
+                months = {c: m for c, m in months.items() if m}
+                diffs = _reconcile(engine, wh, src.name, table, months) if checks else []
+                st = (status.refresh_center_status(wh, [x.org_code for x in tenants],
+                                                   **_status_kw())
+                      if table == "registrations" else [])
         finally:
             engine.dispose()
         read = sum(r.rows_read for r in results)
-        changed = sum(r.rows_changed for r in results)
-        context.log.info(f"{table}: read {read}, changed {changed}")
-        return dg.MaterializeResult(
-            metadata={
-                "rows_read": read,
-                "rows_changed": changed,
-                "per_tenant": {r.tenant: r.rows_read for r in results},
-                "row_version_to": max((r.rv_to for r in results), default=0),
-                "endpoint": next((r.endpoint for r in results if r.endpoint), ""),
-            }
-        )
+        health = read_health(src.name, hisx.settings())
+        context.log.info(f"{table}: read {read} rows for {len(tenants)} center(s)")
+        yield dg.MaterializeResult(metadata={
+            "rows_read": read,
+            "rows_changed": sum(r.rows_changed for r in results),
+            "per_center": {r.tenant: r.rows_read for r in results},
+            "row_version_from": min((r.rv_from for r in results), default=0),
+            "row_version_to": max((r.rv_to for r in results), default=0),
+            "replica": next((r.endpoint for r in results if r.endpoint), "") or src.name,
+            "replica_lag": max((r.get("lag") or 0 for r in health.get("replicas", [])),
+                               default=0),
+            "load_id": load_id,
+            "months_by_center": dg.MetadataValue.json(months),
+        })
+        if t.info.get("business_time"):
+            yield dg.AssetCheckResult(
+                check_name="reconciliation", passed=not diffs,
+                metadata={"differing_days": len(diffs),
+                          "first": dg.MetadataValue.json([d.__dict__ for d in diffs[:20]])})
+        if table == "registrations":
+            offline = [s.tenant for s in st if s.status == "offline"]
+            yield dg.AssetCheckResult(
+                check_name="freshness", passed=not offline,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"offline": offline,
+                          "status": dg.MetadataValue.json(
+                              {s.tenant: {"status": s.status, "last_arrival": str(s.last_arrival),
+                                          "silent_minutes": s.silent_minutes} for s in st})})
 
     return _asset
 
 
+def _status_kw() -> dict:
+    a, b = (int(x) for x in os.environ.get("HISX_OPENING_HOURS", "8-17").split("-"))
+    return {"opening": (a, b),
+            "stale_after": timedelta(minutes=float(os.environ.get("HISX_STALE_MINUTES", "120")))}
+
+
+def _reconcile(engine, wh, source: str, table: str, months: dict[str, list[str]]) -> list:
+    """Reconcile the business months this load touched, per center (cheap after a backlog)."""
+    out = []
+    for center, ms in months.items():
+        lo = date.fromisoformat(ms[0] + "-01")
+        hi = (date.fromisoformat(ms[-1] + "-01") + timedelta(days=32)).replace(day=1)
+        out += reconcile.reconcile(engine, wh, source, [center], [table],
+                                   days=(lo, hi - timedelta(days=1)))
+    return out
+
+
+# -- std: per center × month ---------------------------------------------------------------------
 def _std_asset(dataset: str) -> dg.AssetsDefinition:
+    from hisx.standards.datasets import load_schema
+
     spec = DATASETS[dataset]
-    deps = [dg.AssetKey(["ods", spec.source_table])]
-    if spec.source_table != "patients":
-        deps.append(dg.AssetKey(["ods", "patients"]))
+    schema = load_schema(dataset)
+    tables = [spec.source_table] + (["patients"] if spec.source_table != "patients" else [])
     key = dg.AssetKey(["std", dataset])
 
     @dg.asset(
-        key=key,
-        deps=deps,
-        group_name=STD_GROUP,
-        kinds={"python", "pandas"},
-        description=f"Standardized `{dataset}` records (WS 363 data elements, WS 364 value "
-        "sets); failing rows go to `quarantine` with every reason.",
-        check_specs=[dg.AssetCheckSpec("conservation", asset=key, blocking=True,
-                                       description="rows in = standardized + quarantined + "
-                                       "deduplicated, per tenant")],
+        key=key, group_name=STD_GROUP, kinds={"python", "pandas"}, owners=OWNERS,
+        deps=[dg.AssetKey(["ods", t]) for t in tables],
+        partitions_def=CENTER, backfill_policy=SINGLE_RUN,
+        description=f"{schema.get('title', dataset)} — {schema.get('description', '')}\n\n"
+        f"Standardized `{dataset}` records from `ods/{spec.source_table}` (WS 363 data "
+        "elements, WS 364 value sets); failing rows go to `quarantine` with every reason. "
+        "A run standardizes the center's pending loads and re-dirties their business days.",
+        check_specs=[
+            dg.AssetCheckSpec("conservation", asset=key, blocking=True,
+                              description="rows in = standardized + quarantined + "
+                              "deduplicated, per center and batch"),
+            _warn("dq_quarantine_rate", key, "quarantined / rows in stays under the dataset's "
+                  "threshold (HISX_DQ_THRESHOLDS, default 10 %)"),
+        ],
     )
-    def _asset(context: dg.AssetExecutionContext, hisx: HisxResource) -> dg.MaterializeResult:
-        now = datetime.now()
+    def _asset(context: dg.AssetExecutionContext, hisx: HisxResource):
+        centers = set(context.partition_keys)
         with hisx.warehouse() as wh:
-            stats = flow.standardize_tenants(wh, dataset, hisx.tenants(), now=now)
-        ok = all(s.conserved for s in stats)
+            tenants = [t for t in _tenants(hisx, wh) if t.org_code in centers]
+            stats = flow.standardize_tenants(wh, dataset, tenants, now=datetime.now())
         per = {s.tenant: {"in": s.rows_in, "std": s.standardized, "quarantined": s.quarantined,
                           "dedup": s.deduplicated} for s in stats}
         totals = {k: sum(getattr(s, k) for s in stats)
                   for k in ("rows_in", "standardized", "quarantined", "deduplicated")}
-        return dg.MaterializeResult(
-            metadata={**totals, "per_tenant": per},
-            check_results=[dg.AssetCheckResult(check_name="conservation", passed=ok,
-                                               metadata={"per_tenant": per})],
-        )
+        limit = dq_thresholds().get(dataset, dq_thresholds()["default"])
+        rates = {s.tenant: round(s.quarantined / s.rows_in, 4) for s in stats if s.rows_in}
+        rvs = [s for s in stats if s.rv_to is not None]
+        yield dg.MaterializeResult(metadata={
+            **totals, "per_center": per,
+            "row_version_from": min((s.rv_from for s in rvs), default=0),
+            "row_version_to": max((s.rv_to for s in rvs), default=0),
+            "map_version": next((s.map_version for s in stats if s.map_version), "") or "",
+            "replica": next((s.endpoint for s in stats if s.endpoint), ""),
+            "reasons": dg.MetadataValue.json({s.tenant: s.reasons for s in stats if s.reasons}),
+        })
+        yield dg.AssetCheckResult(check_name="conservation",
+                                  passed=all(s.conserved for s in stats),
+                                  metadata={"per_center": per})
+        yield dg.AssetCheckResult(check_name="dq_quarantine_rate",
+                                  passed=all(r <= limit for r in rates.values()),
+                                  severity=dg.AssetCheckSeverity.WARN,
+                                  metadata={"threshold": limit, "rates": rates})
 
     return _asset
 
 
+def _tenants(hisx: HisxResource, wh) -> list[flow.Tenant]:
+    """Centers with their vendor, from the landed organizations (no source round trip)."""
+    df = wh.query_df("SELECT org_code, his_vendor, org_name FROM ods_organizations")
+    if not len(df):
+        return hisx.tenants()
+    return [flow.Tenant(str(a), str(b), str(c)) for a, b, c in df.itertuples(index=False)]
+
+
+# -- marts ---------------------------------------------------------------------------------------
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(["marts", m], group_name=MART_GROUP, kinds={"sql"},
-                     deps=[dg.AssetKey(["std", d]) for d in MART_DEPS[m]],
-                     description=f"Mart `{m}`: re-loaded per tenant for the business days "
-                     "that changed (delete-range-then-insert in one transaction).")
+        dg.AssetSpec(["marts", m], group_name=MART_GROUP, kinds={"sql"}, owners=OWNERS,
+                     deps=[dg.AssetDep(dg.AssetKey(["std", d])) for d in MART_DEPS[m]],
+                     description=mart_description(m) + "\n\nRe-loaded per center for the business "
+                     "days its new rows made dirty (delete-range-then-insert).")
         for m in MARTS
     ],
+    partitions_def=CENTER, backfill_policy=SINGLE_RUN, can_subset=False,
 )
 def marts_assets(context: dg.AssetExecutionContext, hisx: HisxResource):
     with hisx.warehouse() as wh:
-        done = flow.build_marts(wh)
+        done = flow.build_marts(wh, tenants=context.partition_keys)
         for m in MARTS:
             rows = int(wh.scalar(f"SELECT count(*) FROM {m}") or 0)
             yield dg.MaterializeResult(
                 asset_key=["marts", m],
                 metadata={"rows": rows,
                           "reloaded_ranges": {t: [f"{a}..{b}" for a, b in r]
-                                              for t, r in done.items()}},
-            )
+                                              for t, r in done.items()}})
 
 
+# -- feeds ---------------------------------------------------------------------------------------
 @dg.asset(
-    key=["feeds", "regional_platform"],
-    group_name=FEED_GROUP,
-    kinds={"kafka"},
-    deps=[dg.AssetKey(["std", d]) for d in DATASETS],
+    key=["feeds", "regional_platform"], group_name=FEED_GROUP, kinds={"kafka"}, owners=OWNERS,
+    deps=[dg.AssetKey(["std", d]) for d in DATASETS], partitions_def=CENTER,
+    backfill_policy=SINGLE_RUN, retry_policy=RETRY,
     description="Push feed to the regional health information platform: sends the pending "
     "messages of the feed ledger (outbox) with acks=all and idempotence; resumes after an "
     "outage, never re-sends what is acked. Without a broker, writes the local outbox.",
@@ -122,7 +248,7 @@ def feeds_publish(context: dg.AssetExecutionContext, hisx: HisxResource) -> dg.M
     with hisx.warehouse() as wh:
         stats = feeds.publish(wh, hisx.settings())
         ledger = feeds.status(wh)
-    if not stats.ok:
+    if not stats.ok:  # raised: the retry policy retries transient broker errors
         raise dg.Failure(f"feed publish stopped: {stats.error}",
                          metadata={k: v for k, v in stats.as_dict().items() if k != "topics"})
     return dg.MaterializeResult(metadata={**stats.as_dict(),
@@ -130,6 +256,26 @@ def feeds_publish(context: dg.AssetExecutionContext, hisx: HisxResource) -> dg.M
                                                                         if len(ledger) else "")})
 
 
+# -- share ---------------------------------------------------------------------------------------
+share_specs = [
+    dg.AssetSpec(["share", "sql_api"], group_name=SHARE_GROUP, kinds={"sql", "fastapi"},
+                 owners=OWNERS, deps=[dg.AssetKey(["marts", m]) for m in MARTS],
+                 description="Share interfaces over the marts: read-only SQL per center, REST "
+                 "/api/v1 and SOAP /ws (served by `hisx api serve`; see docs/api.md)."),
+]
+
+
+@dg.asset(key=["share", "data_dictionary"], group_name=SHARE_GROUP, kinds={"markdown"},
+          owners=OWNERS, description="The data dictionary (Markdown + HTML) of every dataset, "
+          "data element and value set, written under $HISX_HOME/dictionary.")
+def data_dictionary(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    from hisx.standards.dictionary import write_dictionary
+
+    paths = write_dictionary(Settings.from_env().home / "dictionary")
+    return dg.MaterializeResult(metadata={"files": [str(p) for p in paths]})
+
+
 ods_assets = [_ods_asset(t.name) for t in TABLES]
 std_assets = [_std_asset(d) for d in DATASETS]
-all_assets = [*ods_assets, *std_assets, marts_assets, feeds_publish]
+all_assets = [*source_specs, *ods_assets, *std_assets, marts_assets, feeds_publish,
+              *share_specs, data_dictionary]

@@ -45,6 +45,10 @@ class StdStats:
     quarantined: int = 0
     deduplicated: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    map_version: str | None = None
+    rv_from: int | None = None  # row-version range of the extraction loads consumed
+    rv_to: int | None = None
+    endpoint: str = ""  # where those loads were read (replica / URL)
 
     @property
     def conserved(self) -> bool:
@@ -82,8 +86,13 @@ def extract(
     tables: Iterable[str] | None = None,
     load_id: str | None = None,
     chunk_rows: int = 50_000,
+    upto: dict[str, int] | None = None,
 ) -> list[ExtractResult]:
-    """Extract every table (or ``tables``) for every tenant from the source into ODS."""
+    """Extract every table (or ``tables``) for every tenant from the source into ODS.
+
+    ``upto`` caps the row version read per table (the high-water mark a sensor observed), so
+    a run extracts exactly what triggered it; tables not in it read to the current mark.
+    """
     load_id = load_id or new_load_id()
     wanted = set(tables) if tables is not None else None
     out = []
@@ -91,13 +100,35 @@ def extract(
         if wanted is not None and t.name not in wanted:
             continue
         reader = TableReader(engine, t, chunk_rows=chunk_rows)
-        upto = reader.high_water()
+        top = upto.get(t.name) if upto else None
+        top = reader.high_water() if top is None else top
         for tenant in tenants:
             out.append(
                 extract_table(reader, wh, source=source, tenant=tenant.org_code,
-                              load_id=load_id, upto=upto)
+                              load_id=load_id, upto=top)
             )
     return out
+
+
+def touched_months(wh: Warehouse, load_id: str, tenant: str,
+                   tables: Iterable[str] | None = None) -> list[date]:
+    """First days of the business months of the ODS rows one load landed for ``tenant``.
+
+    This is what a late backlog dirties: the orchestration re-materializes exactly these
+    (center, month) partitions downstream.
+    """
+    wanted = set(tables) if tables is not None else None
+    months: set[date] = set()
+    for t in TABLES:
+        bt = t.info.get("business_time")
+        if not bt or (wanted is not None and t.name not in wanted):
+            continue
+        df = wh.query_df(
+            f'SELECT DISTINCT CAST(date_trunc(\'month\', "{bt}") AS DATE) AS m '
+            f"FROM {ods.ods_name(t.name)} WHERE _load_id = :l AND org_code = :t "
+            f'AND "{bt}" IS NOT NULL', {"l": load_id, "t": tenant})
+        months.update(pd.Timestamp(x).date() for x in df["m"] if pd.notna(x))
+    return sorted(months)
 
 
 # -- standardization -------------------------------------------------------------------------
@@ -253,10 +284,25 @@ def _finish(wh: Warehouse, spec, schema, job: dict, computed) -> StdStats:
             stats.reasons[kind] = stats.reasons.get(kind, 0) + 1
     if not stats.conserved:
         raise RuntimeError(f"conservation violated for {spec.name}/{job['tenant']}: {stats}")
+    stats.map_version = _map_version(res.standardized)
+    _load_range(wh, spec.source_table, job["tenant"], job["loads"], stats)
     pk = spec.pk
     _write_std(wh, spec, job["tenant"], pk, df, res, schema, job["load_id"], job["loads"],
                stats, ledger)
     return stats
+
+
+def _load_range(wh: Warehouse, table: str, tenant: str, loads: list[str], stats: StdStats) -> None:
+    """Row-version range and endpoint of the extraction loads a batch consumed (load_log)."""
+    names = {f"l{i}": lid for i, lid in enumerate(loads)}
+    marks = ", ".join(f":{k}" for k in names)
+    df = wh.query_df(
+        f"SELECT min(rv_from) AS a, max(rv_to) AS b, max(endpoint) AS e FROM load_log "
+        f"WHERE table_name = :t AND tenant = :n AND load_id IN ({marks})",
+        {"t": table, "n": tenant, **names})
+    if len(df) and pd.notna(df["b"].iloc[0]):
+        stats.rv_from, stats.rv_to = int(df["a"].iloc[0]), int(df["b"].iloc[0])
+        stats.endpoint = str(df["e"].iloc[0] or "")
 
 
 def _write_std(wh, spec, tenant, pk, df, res, schema, load_id, loads, stats, ledger) -> None:
@@ -323,12 +369,31 @@ def _ranges(days: list[date], max_ranges: int = 8) -> list[tuple[date, date]]:
     return out
 
 
-def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS) -> dict[str, list]:
+def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
+                tenants: Iterable[str] | None = None, day_from: date | None = None,
+                day_to: date | None = None) -> dict[str, list]:
     """Re-load each mart for the business days its datasets made dirty, then clear them.
 
-    Returns the reloaded (first, last) day ranges per tenant.
+    ``tenants`` / ``day_from`` / ``day_to`` limit the work to one partition (center × month);
+    dirty days outside it stay for their own partition. Returns the reloaded (first, last)
+    day ranges per tenant.
     """
-    dirty = wh.query_df("SELECT DISTINCT dataset, tenant, business_date FROM mart_dirty")
+    where, params = [], {}
+    if day_from is not None:
+        where.append("business_date >= :lo")
+        params["lo"] = day_from
+    if day_to is not None:
+        where.append("business_date <= :hi")
+        params["hi"] = day_to
+    if tenants is not None:
+        names = {f"t{i}": t for i, t in enumerate(tenants)}
+        if not names:
+            return {}
+        where.append(f"tenant IN ({', '.join(':' + k for k in names)})")
+        params.update(names)
+    cond = (" WHERE " + " AND ".join(where)) if where else ""
+    dirty = wh.query_df(f"SELECT DISTINCT dataset, tenant, business_date FROM mart_dirty{cond}",
+                        params)
     done: dict[str, list] = {}
     for tenant, grp in dirty.groupby("tenant"):
         for name in marts_:
