@@ -90,6 +90,20 @@ DERIVED: dict[str, str] = {
 for _k in ("unmapped", "invalid", "missing", "implausible", "inconsistent", "future", "orphan"):
     DERIVED[f"q_{_k}"] = f"隔离:{_k} / quarantined rows with a reason of kind {_k}"
 DERIVED["q_other"] = "隔离:其他 / quarantined rows with no reason of the listed kinds"
+DERIVED.update({
+    "conformance": "一致性(符合性) / Kahn conformance: share of rows without unmapped or "
+                   "invalid values",
+    "completeness": "完整性 / Kahn completeness: share of rows without a missing required "
+                    "element",
+    "plausibility": "合理性 / Kahn plausibility: share of rows without implausible, "
+                    "inconsistent or future values",
+    "timeliness": "及时性 / timeliness: share of standardized rows that arrived on their "
+                  "business day",
+    "rx_without_visit": "处方无就诊 / consistency: prescriptions whose visit is not standardized",
+    "rx_without_charge": "处方无收费 / consistency: prescriptions without any charge",
+    "dispense_without_rx": "发药无处方 / consistency: dispenses whose prescription is not "
+                           "standardized",
+})
 
 
 @cache

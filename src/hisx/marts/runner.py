@@ -58,6 +58,9 @@ MART_DEPS: dict[str, tuple[str, ...]] = {
     "mart_dq_daily": ("person", "outpatient_visit", "diagnosis", "prescription",
                       "prescription_item", "charge", "dispense", "chronic_followup",
                       "family_contract"),
+    "mart_data_quality": ("person", "outpatient_visit", "diagnosis", "prescription",
+                          "prescription_item", "charge", "dispense", "chronic_followup",
+                          "family_contract"),
     "mart_dq_load_daily": (),
 }
 MARTS: tuple[str, ...] = tuple(MART_DEPS)
