@@ -63,10 +63,37 @@ class Warehouse:
         """Append ``data`` to an existing ``table`` (columns matched by name)."""
         raise NotImplementedError
 
+    _depth = 0
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        raise NotImplementedError
+
     @contextmanager
     def transaction(self) -> Iterator[Warehouse]:
-        raise NotImplementedError
-        yield self
+        """One transaction; nested calls join the outer one (all or nothing)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self._rollback()
+            raise
+        self._depth = 0
+        self._commit()
 
     def table_exists(self, name: str) -> bool:
         raise NotImplementedError
@@ -134,25 +161,14 @@ class DuckDBWarehouse(Warehouse):
             self.con.unregister("_hisx_load")
         return data.num_rows
 
-    @contextmanager
-    def transaction(self) -> Iterator[Warehouse]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self
-            finally:
-                self._depth -= 1
-            return
+    def _begin(self) -> None:
         self.con.execute("BEGIN TRANSACTION")
-        self._depth = 1
-        try:
-            yield self
-        except BaseException:
-            self._depth = 0
-            self.con.execute("ROLLBACK")
-            raise
-        self._depth = 0
+
+    def _commit(self) -> None:
         self.con.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        self.con.execute("ROLLBACK")
 
     def table_exists(self, name: str) -> bool:
         schema, _, tbl = name.rpartition(".")
@@ -220,27 +236,16 @@ class SqlAlchemyWarehouse(Warehouse):
         self._autocommit()
         return data.num_rows
 
-    @contextmanager
-    def transaction(self) -> Iterator[Warehouse]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self
-            finally:
-                self._depth -= 1
-            return
+    def _begin(self) -> None:
         if self.conn.in_transaction():
             self.conn.commit()
-        self._depth = 1
         self.conn.begin()
-        try:
-            yield self
-        except BaseException:
-            self._depth = 0
-            self.conn.rollback()
-            raise
-        self._depth = 0
+
+    def _commit(self) -> None:
         self.conn.commit()
+
+    def _rollback(self) -> None:
+        self.conn.rollback()
 
     def table_exists(self, name: str) -> bool:
         import sqlalchemy as sa
