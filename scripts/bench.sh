@@ -21,6 +21,7 @@ run() {  # run NAME ARGS...: keep the last line of stdout (the JSON result)
     echo "bench: $name FAILED (see bench/results/$name.log)"; tail -5 "bench/results/$name.log"
   fi
 }
+run pipeline --visits 18000 --reps 3
 run standardize --rows 50000 --repeats 3
 run feeds --messages 30000 --reps 3
 run extract
