@@ -239,17 +239,23 @@ def test_parallel_readers_stop_when_the_consumer_stops_or_a_reader_fails(pg_rig,
     insert(pg_rig, table, range(1, 601))
     insert(pg_rig, table, range(1001, 1601), org="310115002")
     pg_rig.caught_up()
+    def readers():
+        return [t for t in threading.enumerate() if t.name.startswith("hisx-reader-")]
+
     jobs = [(table, ORG, CursorState()), (table, "310115002", CursorState())]
-    it = extract_parallel(source(pg_rig, chunk=100), jobs, max_readers=2)
+    it = extract_parallel(source(pg_rig, chunk=100, path="arrow-odbc"), jobs, max_readers=2)
     first = next(it)
-    assert first.page is not None
+    assert first.page is not None and len(readers()) == 2
     it.close()  # the consumer gives up: readers stop, nothing hangs
-    assert not [t for t in threading.enumerate() if t.name.startswith("hisx-reader-")]
+    assert readers() == []
+    serial = extract_parallel(source(pg_rig, chunk=100, path="pyodbc"), jobs, max_readers=2)
+    assert next(serial).page is not None and readers() == []  # pyodbc: one reader, this thread
+    serial.close()
     pg_rig.stop_standby()
     try:
         got = []
         with pytest.raises(NoHealthyReplica):
-            for ev in extract_parallel(source(pg_rig, policy="fail", chunk=100),
+            for ev in extract_parallel(source(pg_rig, policy="fail", chunk=100, path="arrow-odbc"),
                                        [(table, ORG, CursorState()),
                                         (table, "310115002", CursorState())], max_readers=2):
                 got.append(ev)

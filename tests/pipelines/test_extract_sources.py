@@ -128,6 +128,8 @@ def test_sources_file_lands_rows_from_the_standby_and_rerun_is_noop(pg_rig, src,
     assert [(r.tenant, r.rows_read) for r in third] == [(A, 11), (B, 0)]
     assert wh.scalar("SELECT count(*) FROM ods_registrations") == 2810
     assert wh.scalar("SELECT status FROM ods_registrations WHERE reg_id = 3") == "退号"
+    part = xs.extract_sources_file(wh, f, tenants=[B])  # one tenant partition
+    assert [(r.tenant, r.rows_read, r.endpoint) for r in part] == [(B, 0, "standby")]
 
 
 @pytest.mark.standby
@@ -241,9 +243,11 @@ def test_url_source_uses_the_table_reader(tmp_path, wh):
     eng.dispose()
     cfg = parse_source("demo", {"url": f"sqlite:///{db}", "tables": ["registrations"],
                                 "tenants": [{"org_code": A}, {"org_code": B}]})
+    only_b = xs.extract_configured(wh, cfg, tenants=[B])  # one partition
+    assert [(r.tenant, r.rows_read) for r in only_b] == [(B, 10)]
     res = xs.extract_configured(wh, cfg)
     assert [(r.tenant, r.rows_read, r.path, r.upper_bound) for r in res] == [
-        (A, 10, "sqlalchemy", 20), (B, 10, "sqlalchemy", 20)]
+        (A, 10, "sqlalchemy", 20), (B, 0, "sqlalchemy", 20)]
     assert [r.rows_read for r in xs.extract_configured(wh, cfg)] == [0, 0]
     assert wh.scalar("SELECT count(*) FROM ods_registrations") == 20
 
@@ -256,6 +260,8 @@ def test_configuration_errors_are_specific(wh):
                                 "tenants": [{"org_code": A}]})
     with pytest.raises(SourceConfigError, match=r"does not declare tables \['charges'\]"):
         xs.extract_configured(wh, cfg, tables=["charges"])
+    with pytest.raises(SourceConfigError, match=r"source 'demo' does not serve tenants \['X'\]"):
+        xs.extract_configured(wh, cfg, tenants=[A, "X"])
     with pytest.raises(SourceConfigError, match=r"sources file has no sources \['nope'\]"):
         xs.extract_sources_file(wh, {"sources": {"demo": {"url": "sqlite:///x.sqlite"}}},
                                 only=["nope"])

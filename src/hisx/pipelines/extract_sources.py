@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -177,12 +177,20 @@ def _extract_url_source(wh: Warehouse, cfg: SourceConfig, tables: list[str],
 
 
 def extract_configured(wh: Warehouse, source_cfg: SourceConfig, tables=None,
-                       load_id: str | None = None) -> list[SourceExtractResult]:
-    """Extract ``tables`` (default: the source's declared tables) for every configured tenant
-    of one source into the ODS. Raises :class:`NoHealthyReplica` under the ``fail`` policy
-    (or ``wait`` timing out) after keeping what was already landed."""
+                       load_id: str | None = None, *, tenants=None) -> list[SourceExtractResult]:
+    """Extract ``tables`` (default: the source's declared tables) for the configured tenants
+    (or the org codes in ``tenants``, e.g. one Dagster partition) of one source into the ODS.
+    Raises :class:`NoHealthyReplica` under the ``fail`` policy (or ``wait`` timing out)
+    after keeping what was already landed."""
     if not source_cfg.tenants:
         raise SourceConfigError(f"source {source_cfg.name!r}: no tenants configured")
+    if tenants is not None:
+        known = {t.org_code for t in source_cfg.tenants}
+        unknown = sorted(set(tenants) - known)
+        if unknown:
+            raise SourceConfigError(f"source {source_cfg.name!r} does not serve tenants {unknown}")
+        source_cfg = replace(source_cfg, tenants=tuple(
+            t for t in source_cfg.tenants if t.org_code in set(tenants)))
     names = _tables(source_cfg, tables)
     load_id = load_id or new_load_id()
     ensure_state(wh)
@@ -193,7 +201,8 @@ def extract_configured(wh: Warehouse, source_cfg: SourceConfig, tables=None,
 
 
 def extract_sources_file(wh: Warehouse, sources: str | Path | dict, *, only: list[str] | None = None,
-                         tables=None, load_id: str | None = None) -> list[SourceExtractResult]:
+                         tables=None, tenants=None, load_id: str | None = None,
+                         ) -> list[SourceExtractResult]:
     """Every source of a sources file (``Settings.sources_file``), one load id for the run."""
     cfgs = load_sources(sources)
     missing = sorted(set(only or []) - set(cfgs))
@@ -203,5 +212,10 @@ def extract_sources_file(wh: Warehouse, sources: str | Path | dict, *, only: lis
     out = []
     for name, cfg in cfgs.items():
         if only is None or name in only:
-            out += extract_configured(wh, cfg, tables=tables, load_id=load_id)
+            serves = tenants is None or {t.org_code for t in cfg.tenants} & set(tenants)
+            if serves:
+                out += extract_configured(
+                    wh, cfg, tables=tables, load_id=load_id,
+                    tenants=None if tenants is None else
+                    [t.org_code for t in cfg.tenants if t.org_code in set(tenants)])
     return out

@@ -116,6 +116,15 @@ def settled_bound(state: CursorState, reader_xmin: int) -> tuple[int, int]:
     return bound, bound_x
 
 
+def resolve_path(cfg: SourceConfig, extraction_path: str | None = None) -> str:
+    """arrow-odbc unless asked otherwise; pyodbc under ``auto`` when a char_encoding is set
+    (arrow-odbc cannot decode GBK narrow text: pyodbc does)."""
+    path = extraction_path or cfg.policies.extraction_path
+    if path == "auto":
+        path = "pyodbc" if cfg.char_encoding else "arrow-odbc"
+    return path
+
+
 class SourceExtractor:
     """Extracts tables of one configured source for one tenant at a time.
 
@@ -134,10 +143,7 @@ class SourceExtractor:
         self.primary = OdbcEndpoint(cfg.primary, cfg.dialect, char_encoding=cfg.char_encoding)
         self.replicas = [OdbcEndpoint(r, cfg.dialect, char_encoding=cfg.char_encoding)
                          for r in cfg.replicas]
-        path = extraction_path or self.policy.extraction_path
-        if path == "auto":  # arrow-odbc cannot decode GBK narrow text: pyodbc does
-            path = "pyodbc" if cfg.char_encoding else "arrow-odbc"
-        self.path = path
+        self.path = resolve_path(cfg, extraction_path)
         self._slots = threading.BoundedSemaphore(self.policy.max_readers)
         self.last: ExtractStats | None = None
         self._bound_x = 0
@@ -291,11 +297,16 @@ def extract_parallel(cfg: SourceConfig, jobs: list[tuple[str | sa.Table, Tenant 
     its own :class:`SourceExtractor` (own sessions, own routing). Events arrive as pages are
     read; each job's own events stay in order. The hand-over queue holds at most
     ``max_readers`` pages, so memory is bounded by about 2 x max_readers pages whatever the
-    table size. A reader's exception is re-raised here after the pages already yielded; the
+    table size. The pyodbc path always reads with one reader. A reader's exception is re-raised here after the pages already yielded; the
     other readers stop at their next page. ``max_readers=1`` reads in the calling thread."""
     import queue
 
     n = min(max_readers or cfg.policies.max_readers, len(jobs)) or 1
+    if resolve_path(cfg, extraction_path) == "pyodbc":
+        # pyodbc pages become Arrow in Python, under the GIL: a second reader thread gained
+        # nothing and stretched each page's source transaction (bench_extract: 0.9 s with
+        # one reader, 2.1-2.5 s with two), so pyodbc reads with one.
+        n = 1
     if n == 1:
         ex = SourceExtractor(cfg, extraction_path=extraction_path)
         try:
