@@ -12,11 +12,13 @@ source scripts/rig/services.sh
 trap services_down EXIT
 services_up
 PY=.venv/bin/python
-run() {  # run NAME ARGS...: keep the last line of stdout (the JSON result)
+BENCHES=${BENCHES:-pipeline standardize feeds extract api}
+run() {  # run NAME ARGS...: the log ends with the benchmark's JSON result
   local name=$1; shift
+  [[ " $BENCHES " == *" $name "* ]] || return 0
   echo "bench: $name $*"
   if "$PY" "bench/bench_$name.py" "$@" > "bench/results/$name.log" 2>&1; then
-    :
+    echo "bench: $name done"
   else
     echo "bench: $name FAILED (see bench/results/$name.log)"; tail -5 "bench/results/$name.log"
   fi
