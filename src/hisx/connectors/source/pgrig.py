@@ -20,10 +20,16 @@ ROOT = Path(__file__).resolve().parents[4]  # the repository (editable install /
 VARS = ("HISX_PG_PRIMARY_URL", "HISX_PG_STANDBY_URL", "HISX_PG_PRIMARY_ODBC", "HISX_PG_STANDBY_ODBC")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (all sockets held open while choosing)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _script(cmd: str, env: dict) -> dict:
@@ -116,7 +122,7 @@ def acquire(rig_root: str | os.PathLike | None = None) -> Rig:
     root = Path(rig_root or env.get("HISX_RIG") or ROOT / ".rig")
     env["HISX_RIG"] = str(root / f"private-{os.getpid()}")
     Path(env["HISX_RIG"]).mkdir(parents=True, exist_ok=True)
-    env["HISX_PG_PRIMARY_PORT"], env["HISX_PG_STANDBY_PORT"] = str(_free_port()), str(_free_port())
+    env["HISX_PG_PRIMARY_PORT"], env["HISX_PG_STANDBY_PORT"] = map(str, _free_ports(2))
     env.update(_script("pg_up", env))
     _SHARED = Rig(env, started=env.get("HISX_PG_RIG_STARTED") == "1")
     return _SHARED
