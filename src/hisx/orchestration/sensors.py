@@ -50,9 +50,10 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def source_tick(src: Source, cursor: str | None, known_centers: list[str],
+def source_tick(src: Source, cursor: str | None, instance: dg.DagsterInstance,
                 settings=None) -> dg.SensorResult | dg.SkipReason:
-    """One evaluation of a source sensor (pure apart from reading the source)."""
+    """One evaluation of a source sensor: reads the source's marks, adds new centers as
+    partitions (so a center needs configuration, not code), requests runs for changed ones."""
     health = read_health(src.name, settings)
     if health.get("paused"):
         return dg.SkipReason(f"source {src.name} paused: {health.get('reason')}")
@@ -71,10 +72,11 @@ def source_tick(src: Source, cursor: str | None, known_centers: list[str],
                 partition_key=c, run_key=f"{src.name}:{c}:{_digest(mine)}",
                 tags={**run_tags(src.name, c), UPTO_TAG: json.dumps(mine)}))
     merged = {t: {**prev.get(t, {}), **m} for t, m in marks.items()}
-    new = [c for c in centers if c not in set(known_centers)]
-    return dg.SensorResult(
-        run_requests=runs, cursor=json.dumps(merged, sort_keys=True),
-        dynamic_partitions_requests=[CENTER.build_add_request(new)] if new else [])
+    known = set(instance.get_dynamic_partitions(CENTER.name))
+    new = [c for c in centers if c not in known]
+    if new:  # before the run requests that name them
+        instance.add_dynamic_partitions(CENTER.name, new)
+    return dg.SensorResult(run_requests=runs, cursor=json.dumps(merged, sort_keys=True))
 
 
 def source_sensor(src: Source) -> dg.SensorDefinition:
@@ -83,8 +85,7 @@ def source_sensor(src: Source) -> dg.SensorDefinition:
                description=f"Launches extraction for the centers of source `{src.name}` whose "
                "row-version high-water mark moved (cursor = marks per table × center).")
     def _sensor(context: dg.SensorEvaluationContext):
-        known = context.instance.get_dynamic_partitions(CENTER.name)
-        return source_tick(src, context.cursor, known)
+        return source_tick(src, context.cursor, context.instance)
 
     return _sensor
 
