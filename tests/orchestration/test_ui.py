@@ -1,4 +1,5 @@
-"""`make ui` serves the asset graph: start scripts/ui.sh and ask the webserver's GraphQL."""
+"""`make ui` serves the asset graph with its daemon live: start scripts/ui.sh and ask the
+webserver's GraphQL for every group, the checks, the partitions and the running sensors."""
 
 from __future__ import annotations
 
@@ -31,6 +32,21 @@ def _get(url: str, data: bytes | None = None) -> bytes:
         return r.read()
 
 
+NODES = """{ assetNodes { assetKey { path } groupName partitionDefinition { type }
+  assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""
+PARTS = """{ assetNodeOrError(assetKey: {path: ["std", "outpatient_visit"]}) {
+  ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }"""
+SENSORS = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
+  sensors { name sensorState { status } } schedules { name scheduleState { status } } } } } }"""
+
+
+def _gql(port: int, query: str) -> dict:
+    body = json.dumps({"query": query}).encode()
+    out = json.loads(_get(f"http://127.0.0.1:{port}/graphql", body))
+    assert "errors" not in out, out
+    return out["data"]
+
+
 @pytest.mark.webserver
 def test_ui_serves_the_asset_graph(tmp_path) -> None:
     home = tmp_path / "hisx"
@@ -53,11 +69,33 @@ def test_ui_serves_the_asset_graph(tmp_path) -> None:
                     raise AssertionError((tmp_path / "ui.log").read_text()[-3000:]) from None
                 time.sleep(0.5)
         assert info["dagster_version"].startswith("1.13")
-        q = b'{"query":"{ assetNodes { assetKey { path } groupName } }"}'
-        nodes = json.loads(_get(f"http://127.0.0.1:{port}/graphql", q))["data"]["assetNodes"]
-        keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
-        assert {"ods/registrations", "std/outpatient_visit", "marts/mart_visits_monthly"} <= keys
-        assert {n["groupName"] for n in nodes} >= {"ods", "std", "marts"}
+        nodes = _gql(port, NODES)["assetNodes"]
+        by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+        assert {"source/registrations", "ods/registrations", "std/outpatient_visit",
+                "marts/mart_visits_monthly", "feeds/regional_platform",
+                "share/data_dictionary"} <= set(by_key)
+        assert {n["groupName"] for n in nodes} == {"source", "ods", "std", "marts", "share",
+                                                   "feeds"}
+        checks = {(k, c["name"], c["blocking"]) for k, n in by_key.items()
+                  for c in (n["assetChecksOrError"].get("checks") or [])}
+        assert {("std/outpatient_visit", "conservation", True),
+                ("std/outpatient_visit", "dq_quarantine_rate", False),
+                ("ods/registrations", "reconciliation", True),
+                ("ods/registrations", "freshness", False)} <= checks
+        assert by_key["std/outpatient_visit"]["partitionDefinition"]["type"] == "DYNAMIC"
+        # the daemon is live: the source sensor adds the 3 centers as partitions on its own
+        deadline = time.time() + 120
+        while True:
+            dims = _gql(port, PARTS)["assetNodeOrError"]["partitionKeysByDimension"]
+            if dims and len(dims[0]["partitionKeys"]) == 3:
+                break
+            assert time.time() < deadline, f"no centers from the sensor: {dims}"
+            time.sleep(2)
+        repo = _gql(port, SENSORS)["repositoriesOrError"]["nodes"][0]
+        states = {x["name"]: x["sensorState"]["status"] for x in repo["sensors"]}
+        assert states == {"source_his": "RUNNING", "replica_health_his": "RUNNING"}
+        assert {x["name"]: x["scheduleState"]["status"] for x in repo["schedules"]} == {
+            "nightly_reconciliation_schedule": "RUNNING", "data_dictionary_schedule": "RUNNING"}
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -124,7 +124,8 @@ def reconcile_all(context: dg.OpExecutionContext, hisx: HisxResource) -> None:
         for d in diffs[:50]:
             context.log.warning(f"differs: {d}")
     if total:
-        raise dg.Failure(f"{total} center-days differ between source and ODS (reconcile_log)")
+        raise dg.Failure(f"{total} center-days differ between source and ODS (reconcile_log)",
+                         allow_retries=False)  # a difference is not transient
 
 
 @dg.job(description="Nightly reconciliation of every center × business day with the source.")
