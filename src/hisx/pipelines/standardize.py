@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from hisx.standards import pseudonym
 from hisx.standards import validators as v
@@ -171,8 +173,13 @@ def _to_int(s: pd.Series) -> pd.Series:
 
 
 def _dates(ts: pd.Series) -> pd.Series:
-    """datetime64 -> python date objects (None for NaT): Arrow date32."""
-    return ts.dt.date.astype(object).where(ts.notna(), None)
+    """datetime64 -> python date objects (None for NaT): Arrow date32. One date object per
+    distinct day, spread back by position (a batch spans few days)."""
+    if len(ts) == 0:
+        return ts.dt.date.astype(object).where(ts.notna(), None)
+    codes, days = pd.factorize(ts.dt.floor("D"), use_na_sentinel=True)
+    table = np.array([d.date() for d in days] + [None], dtype=object)
+    return pd.Series(table[codes], index=ts.index, dtype=object)
 
 
 def _omap(s: pd.Series, fn: Callable[[Any], Any]) -> pd.Series:
@@ -198,6 +205,21 @@ class _Batch:
         self.spec, self.df, self.maps, self.lookups = spec, df, maps, lookups or {}
         self.out: dict[str, pd.Series] = {}
         self.reasons: list[tuple[pd.Series, str | pd.Series]] = []
+        self._text: dict[str, tuple[pd.Series, np.ndarray, pa.Array | None]] = {}
+
+    def norm(self, name: str) -> tuple[pd.Series, np.ndarray, pa.Array | None]:
+        """``as_str`` of a source column and its absent mask, computed once per batch."""
+        if name not in self._text:
+            raw = self.col(name)
+            arr = v.normalized_arrow(raw) if len(raw) else None
+            if arr is not None:
+                s = v.arrow_to_object(arr, raw.index)
+                absent = arr.is_null().to_numpy(zero_copy_only=False)
+            else:
+                s = v.as_str(raw)
+                absent = s.isna().to_numpy(dtype=bool)
+            self._text[name] = (s, absent, arr)
+        return self._text[name]
 
     def fail(self, mask: pd.Series, reason: str | pd.Series) -> None:
         mask = mask.fillna(False).astype(bool) if mask.dtype != bool else mask
@@ -210,20 +232,23 @@ class _Batch:
     # field kinds
     def text(self, col: str, out: str | None = None, required: bool = False,
              max_length: int | None = None) -> pd.Series:
-        s = v.as_str(self.col(col))
+        s, absent, arr = self.norm(col)
         if required:
-            self.fail(s.isna(), f"missing:{col}")
+            self.fail(pd.Series(absent, index=s.index), f"missing:{col}")
         if max_length:
-            self.fail(s.str.len() > max_length, f"invalid:{col}:too_long")
+            lengths = (pc.fill_null(pc.utf8_length(arr), 0).to_numpy() if arr is not None
+                       else s.str.len().fillna(0).to_numpy())
+            self.fail(pd.Series(lengths > max_length, index=s.index),
+                      f"invalid:{col}:too_long")
         self.out[out or col] = s
         return s
 
     def code(self, col: str, map_name: str, out: str, required: bool = False) -> pd.Series:
-        local = v.as_str(self.col(col))
+        local, absent, _ = self.norm(col)
         std = self.maps.get(map_name).map_series(local)
         if required:
-            self.fail(local.isna(), f"missing:{col}")
-        unmapped = local.notna() & std.isna()
+            self.fail(pd.Series(absent, index=local.index), f"missing:{col}")
+        unmapped = pd.Series(~absent & pd.isna(std.to_numpy()), index=local.index)
         if unmapped.any():
             self.fail(unmapped, _omap(local[unmapped], lambda x: f"unmapped:{col}:{_clip(x)}"))
         self.out[out] = std
@@ -257,8 +282,11 @@ class _Batch:
 
     def flag(self, col: str, out: str | None = None, required: bool = False) -> pd.Series:
         s = self._typed(col, _to_int, required)
-        self.fail(s.notna() & ~s.isin([0, 1]), f"invalid:{col}:flag")
-        b = s.map({1: True, 0: False}).astype("boolean")
+        vals = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        one, zero = vals == 1, vals == 0
+        self.fail(pd.Series(~np.isnan(vals) & ~one & ~zero, index=s.index),
+                  f"invalid:{col}:flag")
+        b = pd.Series(pd.arrays.BooleanArray(one, ~(one | zero)), index=s.index)
         self.out[out or col] = b
         return b
 
@@ -278,9 +306,16 @@ class _Batch:
         pk = person_keys
         if "tenant" in pk.columns:
             pk = pk[pk["tenant"] == tenant]
-        lookup = dict(zip(_to_int(pk["patient_id"]).tolist(), pk["person_key"].tolist(),
-                          strict=True))
-        keys = _omap(pid, lambda x: lookup.get(int(x)) if not pd.isna(x) else None)
+        known = _to_int(pk["patient_id"])
+        has = known.notna().to_numpy()
+        table = pd.Series(pk["person_key"].to_numpy(dtype=object)[has],
+                          index=known.to_numpy(dtype=np.int64, na_value=0)[has])
+        table = table[~table.index.duplicated(keep="last")]  # as a dict built in row order
+        found = pid.notna().to_numpy()
+        at = np.full(len(pid), -1, dtype=np.int64)
+        at[found] = table.index.get_indexer(pid.to_numpy(dtype=np.int64, na_value=0)[found])
+        values = np.append(table.to_numpy(dtype=object), None)
+        keys = pd.Series(values[at], index=pid.index, dtype=object)
         self.fail(pid.notna() & keys.isna(), "orphan:patient_id")
         self.out["person_key"] = keys
 
@@ -620,7 +655,7 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
     work, deduplicated = _dedupe(spec, src, tenant, existing_keys)
 
     b = _Batch(spec, work, maps, lookups)
-    org = v.as_str(work["org_code"])
+    org = b.norm("org_code")[0]
     b.fail(org.isna(), "missing:org_code")
     other = org.notna() & (org != tenant)
     if other.any():
@@ -632,19 +667,25 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
     b.fail(v.after(bt, upd) | v.after(bt, pd.Timestamp(now_local)), f"future:{spec.business_time}")
     BUILDERS[dataset](b, ctx)
 
-    reasons: list[list[str]] = [[] for _ in range(len(work))]
-    pos = pd.Series(np.arange(len(work)), index=work.index)
-    for mask, reason in b.reasons:
-        idx = pos[mask.reindex(work.index, fill_value=False)].to_numpy()
+    # reasons only for failing rows: OR the masks, then list reasons per failing position
+    masks = [(m.to_numpy(dtype=bool) if m.index.equals(work.index)
+              else m.reindex(work.index, fill_value=False).to_numpy(dtype=bool), r)
+             for m, r in b.reasons]
+    bad_np = np.zeros(len(work), dtype=bool)
+    for m, _ in masks:
+        bad_np |= m
+    reasons: dict[int, list[str]] = {int(i): [] for i in np.flatnonzero(bad_np)}
+    labels = work.index.to_numpy()
+    for m, reason in masks:
+        idx = np.flatnonzero(m)
         if isinstance(reason, str):
-            for i in idx:
+            for i in idx.tolist():
                 reasons[i].append(reason)
         else:
             by_label = dict(zip(reason.index, reason.to_numpy(dtype=object), strict=True))
-            labels = work.index.to_numpy()
-            for i in idx:
+            for i in idx.tolist():
                 reasons[i].append(str(by_label[labels[i]]))
-    bad = pd.Series([bool(r) for r in reasons], index=work.index, dtype=bool)
+    bad = pd.Series(bad_np, index=work.index, dtype=bool)
 
     good = ~bad
     std = pd.DataFrame(index=work.index[good])
@@ -669,7 +710,8 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
         "source_table": spec.source_table,
         "source_key": pk[bad].reset_index(drop=True),
         "row_version": rv[bad].reset_index(drop=True),
-        "reasons": pd.Series([reasons[i] for i in pos[bad]], dtype=object),
+        "reasons": pd.Series([reasons[i] for i in np.flatnonzero(bad_np).tolist()],
+                             dtype=object),
         "original": pd.Series([_original_json(r) for r in qrows], dtype=object),
         "load_id": load_id,
         "quarantined_at": pd.Timestamp(now_local),

@@ -22,6 +22,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from hisx.standards.catalog import crosswalks, value_sets
@@ -55,13 +56,20 @@ class CodeMap:
     def map_series(self, s: pd.Series) -> pd.Series:
         """Standard codes for a Series of local codes (None where absent or unmapped)."""
         if len(s) and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
-            keys = s.astype(object).where(s.notna(), None).str.normalize("NFKC").str.strip()
-            keys = keys.str.casefold()
-        else:
-            keys = pd.Series([map_key(x) for x in s.to_numpy(dtype=object)], index=s.index,
-                             dtype=object)
+            # text: look up each distinct value once, then spread back (codes repeat a lot)
+            codes, uniques = pd.factorize(s.astype(object), use_na_sentinel=True)
+            std = self.map_values(uniques.tolist())
+            table = np.array(std + [None], dtype=object)  # code -1 (null) -> None
+            return pd.Series(table[codes], index=s.index, dtype=object)
+        keys = pd.Series([map_key(x) for x in s.to_numpy(dtype=object)], index=s.index,
+                         dtype=object)
         found = keys.isin(list(self.mapping))
         return keys.map(self.mapping).astype(object).where(found, None)
+
+    def map_values(self, values: list[str]) -> list[str | None]:
+        """Standard codes of distinct local text values (None where unmapped)."""
+        m = self.mapping
+        return [m.get(unicodedata.normalize("NFKC", x).strip().casefold()) for x in values]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from hisx.standards.catalog import CHRONIC_GROUPS, ICD10_PATTERN
 
@@ -45,9 +47,67 @@ def _stringish(s: pd.Series) -> bool:
     return pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
 
 
+def _nfkc_strip(x: str) -> str:
+    return unicodedata.normalize("NFKC", x).strip()
+
+
+def _to_arrow_text(s: pd.Series) -> pa.Array | None:
+    """The Series as one Arrow string array when it holds only text and nulls; else None."""
+    dt = s.dtype
+    try:
+        arrow_text = isinstance(dt, pd.ArrowDtype) and (
+            pa.types.is_string(dt.pyarrow_dtype) or pa.types.is_large_string(dt.pyarrow_dtype))
+        if arrow_text or (isinstance(dt, pd.StringDtype) and dt.storage == "pyarrow"):
+            arr = s.array.__arrow_array__()
+        elif (dt.kind == "O" or isinstance(dt, pd.StringDtype)) and _stringish(s):
+            vals = s.to_numpy(dtype=object)
+            if not all(type(x) is str for x in vals[pd.notna(vals)]):
+                return None  # str subclasses (np.str_ ...): keep the generic path
+            arr = pa.array(vals, type=pa.large_string(), from_pandas=True)
+        else:
+            return None
+    except (pa.ArrowException, UnicodeError, TypeError, ValueError):
+        return None  # e.g. lone surrogates: not encodable as UTF-8
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    return arr.cast(pa.large_string()) if not pa.types.is_large_string(arr.type) else arr
+
+
+def normalized_arrow(s: pd.Series) -> pa.Array | None:
+    """:func:`as_str` of a text column as an Arrow large_string array (null where absent), or
+    None when the column is not plain text. ASCII values skip NFKC (it is the identity on
+    ASCII) and are stripped by Arrow (same whitespace set as ``str.strip``); other values go
+    through ``unicodedata`` once per distinct value."""
+    arr = _to_arrow_text(s)
+    if arr is None:
+        return None
+    out = pc.utf8_trim_whitespace(arr)
+    non_ascii = pc.invert(pc.fill_null(pc.string_is_ascii(arr), True))
+    if pc.any(non_ascii).as_py():
+        vals = pc.filter(arr, non_ascii).dictionary_encode()
+        fixed = pa.array([_nfkc_strip(x) for x in vals.dictionary.to_pylist()],
+                         type=pa.large_string())
+        out = pc.replace_with_mask(out, non_ascii, pc.take(fixed, vals.indices))
+    empty = pc.fill_null(pc.equal(pc.binary_length(out), 0), False)
+    if pc.any(empty).as_py():
+        out = pc.if_else(empty, pa.scalar(None, pa.large_string()), out)
+    return out
+
+
+def arrow_to_object(arr: pa.Array, index: pd.Index) -> pd.Series:
+    """An Arrow string array as an object Series of str / None."""
+    return pd.Series(arr.to_numpy(zero_copy_only=False), index=index, dtype=object)
+
+
 def as_str(s: pd.Series) -> pd.Series:
     """Values as normalized text (ints -> '12'); None where absent. For codes and identifiers."""
-    if len(s) and _stringish(s):  # fast path: column-wise NFKC + strip
+    if len(s) and isinstance(s.dtype, np.dtype) and s.dtype.kind in "iu":  # numpy ints: decimal digits, never absent
+        return pd.Series(s.to_numpy().astype(str).astype(object), index=s.index, dtype=object)
+    if len(s):
+        arr = normalized_arrow(s)
+        if arr is not None:
+            return arrow_to_object(arr, s.index)
+    if len(s) and _stringish(s):  # column-wise NFKC + strip
         t = s.astype(object).where(s.notna(), None)
         t = t.str.normalize("NFKC").str.strip()
         return t.where(t.notna() & (t != ""), None).astype(object)
