@@ -10,6 +10,7 @@ only the business days they dirty.
 
 import hashlib
 import json
+import os
 
 import dagster as dg
 
@@ -36,9 +37,18 @@ def run_tags(source: str, center: str | None = None) -> dict[str, str]:
     return {**tags, "hisx/center": center} if center else tags
 
 
+def _executor() -> dg.ExecutorDefinition:
+    """In-process by default: DuckDB has a single writer, so parallel step processes would
+    fight for its lock. ``HISX_EXECUTOR=multiprocess`` for a PostgreSQL warehouse."""
+    if os.environ.get("HISX_EXECUTOR", "in_process") == "multiprocess":
+        return dg.multiprocess_executor
+    return dg.in_process_executor
+
+
 #: The operators' job: extract → standardize → marts → feeds for the selected centers.
 ingest_job = dg.define_asset_job(
     "ingest", selection=dg.AssetSelection.groups("ods", "std", "marts", "feeds"),
+    executor_def=_executor(),
     partitions_def=CENTER, tags={"hisx/warehouse": "main"},
     description="Per center: extract the rows after the cursor, standardize the pending loads, "
     "re-load the marts' dirty business days, publish the feed outbox. Late rows of an offline "
