@@ -309,7 +309,7 @@ class _Batch:
         known = _to_int(pk["patient_id"])
         has = known.notna().to_numpy()
         table = pd.Series(pk["person_key"].to_numpy(dtype=object)[has],
-                          index=known.to_numpy(dtype=np.int64, na_value=0)[has])
+                          index=known.to_numpy(dtype=np.int64, na_value=0)[has], dtype=object)
         table = table[~table.index.duplicated(keep="last")]  # as a dict built in row order
         found = pid.notna().to_numpy()
         at = np.full(len(pid), -1, dtype=np.int64)

@@ -102,7 +102,8 @@ def arrow_to_object(arr: pa.Array, index: pd.Index) -> pd.Series:
 def as_str(s: pd.Series) -> pd.Series:
     """Values as normalized text (ints -> '12'); None where absent. For codes and identifiers."""
     if len(s) and isinstance(s.dtype, np.dtype) and s.dtype.kind in "iu":  # numpy ints: decimal digits, never absent
-        return pd.Series(s.to_numpy().astype(str).astype(object), index=s.index, dtype=object)
+        return pd.Series(np.array([str(x) for x in s.to_numpy().tolist()], dtype=object),
+                         index=s.index, dtype=object)
     if len(s):
         arr = normalized_arrow(s)
         if arr is not None:
