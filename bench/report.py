@@ -54,6 +54,53 @@ def commit() -> str:
         return "unknown"
 
 
+def _summary(name: str, d: dict) -> list[str]:
+    """A human table for the benchmarks this project knows; the JSON follows in any case."""
+    if name == "standardize":
+        rows = ["| dataset | hisx rows/s (median, min–max) | per-row jsonschema rows/s | ratio |",
+                "|---|---|---|---|"]
+        for ds, r in d["results"].items():
+            rows.append(f"| {ds} | {r['hisx_rows_s']:,.0f} ({r['hisx_rows_s_min']:,.0f}–"
+                        f"{r['hisx_rows_s_max']:,.0f}) | {r['jsonschema_rows_s']:,.0f} | "
+                        f"{r['ratio']:.1f}× |")
+        return rows + ["", f"Target {d['target']}: **{'met' if d['met'] else 'not met'}**."]
+    if name == "extract":
+        rows = ["| path | rows/s (median, min–max) | vs COPY | peak RSS MB | longest txn s |",
+                "|---|---|---|---|---|"]
+        for path, r in d["results"].items():
+            ratio = d["ratios"].get(path, 1.0)
+            rows.append(f"| {path} | {r['rows_per_s_median']:,} ({r['min']:,}–{r['max']:,}) | "
+                        f"{ratio:.2f} | {r['peak_rss_mb']} | {r['longest_txn_s']} |")
+        return rows + ["", f"Target {d['target']}: **{'met' if d['met'] else 'not met'}**."]
+    if name == "feeds":
+        return [f"- raw kafka-python send: {d['raw_kafka_python_msgs_per_s']:,} msg/s",
+                f"- hisx (validation + ledger + publish): {d['hisx_feed_msgs_per_s']:,} msg/s",
+                f"- **ratio {d['ratio']}** (target ≥ 0.5); publish step alone "
+                f"{d['publish_only_ratio']}; enqueue alone {d['hisx_enqueue_msgs_per_s']:,} msg/s"]
+    if name == "pipeline":
+        ph = d["hisx_phases_s"]
+        return [f"- source: {d['source']['rows']:,} rows ({d['source']['centers']} centers × "
+                f"{d['source']['months']} month)",
+                f"- hisx end to end: {d['hisx_rows_per_s']:,} rows/s (extract "
+                f"{ph['extract_s']['median']} s, standardize {ph['standardize_s']['median']} s, "
+                f"marts {ph['marts_s']['median']} s); naive copy: {d['naive_rows_per_s']:,} rows/s",
+                f"- **ratio hisx/naive {d['ratio_hisx_vs_naive']}** — hisx standardizes, "
+                "quarantines, writes the feed ledger and loads every mart; the naive copy none",
+                f"- peak RSS: hisx {d['peak_rss_mb']['hisx']['median']:.0f} MB, naive "
+                f"{d['peak_rss_mb']['naive']['median']:.0f} MB"]
+    if name == "api":
+        rows = ["| mode | query | conns | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
+        for mode, v in d["results"].items():
+            for tgt, cs in v.items():
+                for c, x in cs.items():
+                    rows.append(f"| {mode} | {tgt} | {c} | {x.get('rps')} | {x.get('p50_ms')} | "
+                                f"{x.get('p99_ms')} |")
+        met = d.get("target_p99_lt_50ms_at_16_mart_default_mode")
+        return rows + ["", f"Target p99 < 50 ms at 16 connections (mart, default mode): "
+                           f"**{'met' if met else 'not met'}**."]
+    return []
+
+
 def main(results_dir: str) -> None:
     out = [INTRO, f"- Machine: {machine()}", f"- Date: {date.today().isoformat()}",
            f"- Commit: {commit()}", ""]
@@ -63,7 +110,10 @@ def main(results_dir: str) -> None:
         if data is None:
             out.append("No result: the benchmark failed (see its log).\n")
             continue
+        out += _summary(log.stem, data) + [""]
+        out.append("<details><summary>raw result</summary>\n")
         out.append("```json\n" + json.dumps(data, indent=2, ensure_ascii=False) + "\n```\n")
+        out.append("</details>\n")
     print("\n".join(out))
 
 
