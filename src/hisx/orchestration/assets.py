@@ -81,23 +81,36 @@ def _ods_asset(table: str) -> dg.AssetsDefinition:
         centers = set(context.partition_keys)
         src = source_named(_run_source(context))
         upto = json.loads(context.run.tags[UPTO_TAG]) if UPTO_TAG in context.run.tags else None
-        engine = src.engine(hisx.settings())
+        # a configured source with replicas reads through the replica-aware extractor
+        # (routing, lag, commit-safe bound); a single database (demo) through its engine
+        replica = src.cfg is not None and src.cfg.url is None
+        engine = None if replica else src.engine(hisx.settings())
         try:
-            tenants = [x for x in src.tenants(engine) if x.org_code in centers]
+            tenants = ([flow.Tenant(x.org_code, x.vendor or "") for x in src.cfg.tenants
+                        if x.org_code in centers] if replica else
+                       [x for x in src.tenants(engine) if x.org_code in centers])
             load_id = flow.new_load_id()
             with hisx.warehouse() as wh:
-                results = flow.extract(engine, wh, source=src.name, tenants=tenants,
-                                       tables=[table], upto=upto, load_id=load_id)
+                if replica:
+                    from hisx.pipelines.extract_sources import extract_configured
+
+                    results = extract_configured(wh, src.cfg, tables=[table], load_id=load_id,
+                                                 tenants=[x.org_code for x in tenants])
+                else:
+                    results = flow.extract(engine, wh, source=src.name, tenants=tenants,
+                                           tables=[table], upto=upto, load_id=load_id)
                 months = {x.org_code: [m.isoformat()[:7] for m in
                                        flow.touched_months(wh, load_id, x.org_code, [table])]
                           for x in tenants}
                 months = {c: m for c, m in months.items() if m}
-                diffs = _reconcile(engine, wh, src.name, table, months) if checks else []
+                diffs = (_reconcile_replica(src, wh, table, months) if replica else
+                         _reconcile(engine, wh, src.name, table, months)) if checks else []
                 st = (status.refresh_center_status(wh, [x.org_code for x in tenants],
                                                    **_status_kw())
                       if table == "registrations" else [])
         finally:
-            engine.dispose()
+            if engine is not None:
+                engine.dispose()
         read = sum(r.rows_read for r in results)
         health = read_health(src.name, hisx.settings())
         context.log.info(f"{table}: read {read} rows for {len(tenants)} center(s)")
@@ -112,6 +125,11 @@ def _ods_asset(table: str) -> dg.AssetsDefinition:
                                default=0),
             "load_id": load_id,
             "months_by_center": dg.MetadataValue.json(months),
+            **({"replica_reads": dg.MetadataValue.json(
+                [{k: v for k, v in r.metadata().items()
+                  if k in ("tenant", "endpoint", "used_primary", "reader_in_recovery", "lag",
+                           "path", "upper_bound", "rows")} for r in results])}
+               if replica else {}),
         })
         if t.info.get("business_time"):
             yield dg.AssetCheckResult(
@@ -146,6 +164,25 @@ def _reconcile(engine, wh, source: str, table: str, months: dict[str, list[str]]
         out += reconcile.reconcile(engine, wh, source, [center], [table],
                                    days=(lo, hi - timedelta(days=1)))
     return out
+
+
+def _reconcile_replica(src, wh, table: str, months: dict[str, list[str]]) -> list:
+    """As :func:`_reconcile`, on the replica the source's policy routes to."""
+    from hisx.connectors.source.extract import ExtractStats, SourceExtractor
+
+    ex = SourceExtractor(src.cfg)
+    try:
+        ep = ex.route(ExtractStats(source=src.name, table=table))
+        out = []
+        for center, ms in months.items():
+            lo = date.fromisoformat(ms[0] + "-01")
+            hi = (date.fromisoformat(ms[-1] + "-01") + timedelta(days=32)).replace(day=1)
+            out += reconcile.reconcile(ep, wh, src.name, [center], [table],
+                                       days=(lo, hi - timedelta(days=1)),
+                                       table_sql={table: src.cfg.table(table).fullname})
+        return out
+    finally:
+        ex.close()
 
 
 # -- std: per center × month ---------------------------------------------------------------------

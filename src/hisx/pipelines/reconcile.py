@@ -57,14 +57,24 @@ def _norm(rows) -> dict[str, tuple[int, str]]:
     return {str(d)[:10]: (int(n), str(int(h))) for d, n, h in rows}
 
 
-def source_days(engine: sa.Engine, table: str, tenant: str, upto: int,
-                days: tuple[date, date] | None = None) -> dict:
+def source_days(engine, table: str, tenant: str, upto: int,
+                days: tuple[date, date] | None = None, *, table_sql: str | None = None) -> dict:
+    """Per business day (count, key hash) on the source, up to row version ``upto``.
+
+    ``engine`` is a SQLAlchemy engine, or a replica endpoint of a configured source (anything
+    with ``dialect`` and ``query(clause)``, e.g. connectors.source.endpoints.OdbcEndpoint);
+    ``table_sql`` is the (schema-qualified) source table name when it differs from ``table``.
+    """
     t = next(x for x in TABLES if x.name == table)
     bt, pk = t.info["business_time"], primary_key(t)
-    day = f'date("{bt}")' if engine.dialect.name == "sqlite" else f'CAST("{bt}" AS DATE)'
-    sql = _counts_sql(table, bt, pk, day, days is not None)
+    dialect = engine.dialect.name if isinstance(engine, sa.Engine) else engine.dialect
+    day = f'date("{bt}")' if dialect == "sqlite" else f'CAST("{bt}" AS DATE)'
+    sql = _counts_sql(table_sql or table, bt, pk, day, days is not None)
+    params = {"t": tenant, "rv": upto, **_window(days)}
+    if not isinstance(engine, sa.Engine):
+        return _norm(engine.query(sa.text(sql).bindparams(**params)))
     with engine.connect() as c:
-        rows = c.execute(sa.text(sql), {"t": tenant, "rv": upto, **_window(days)})
+        rows = c.execute(sa.text(sql), params)
         return _norm(rows.fetchall())
 
 
@@ -77,9 +87,9 @@ def ods_days(wh: Warehouse, table: str, tenant: str, upto: int,
     return _norm(df.itertuples(index=False, name=None))
 
 
-def reconcile(engine: sa.Engine, wh: Warehouse, source: str, tenants: Iterable[str],
+def reconcile(engine, wh: Warehouse, source: str, tenants: Iterable[str],
               tables: Iterable[str] = RECONCILED, *, days: tuple[date, date] | None = None,
-              log: bool = True) -> list[DayDiff]:
+              log: bool = True, table_sql: dict[str, str] | None = None) -> list[DayDiff]:
     """Days whose count or key hash differ between the source and ODS, per tenant × table
     (within ``days``, inclusive, if given)."""
     diffs: list[DayDiff] = []
@@ -88,7 +98,8 @@ def reconcile(engine: sa.Engine, wh: Warehouse, source: str, tenants: Iterable[s
             if table not in RECONCILED:
                 continue
             upto = ods.get_cursor(wh, source, table, tenant)
-            a = source_days(engine, table, tenant, upto, days)
+            a = source_days(engine, table, tenant, upto, days,
+                            table_sql=(table_sql or {}).get(table))
             b = ods_days(wh, table, tenant, upto, days)
             for d in sorted(set(a) | set(b)):
                 (sn, sh), (on, oh) = a.get(d, (0, "0")), b.get(d, (0, "0"))
