@@ -136,7 +136,7 @@ def main() -> None:
         "peak_rss_mb": {"hisx": summary(hisx, "peak_rss_mb"),
                         "naive": summary(naive, "peak_rss_mb")},
         "note": "hisx also standardizes 9 datasets, quarantines, writes the feed ledger and "
-                "loads 26 marts; the naive copy does none of that",
+                "loads every mart; the naive copy does none of that",
     }, indent=2))
 
 
