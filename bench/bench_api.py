@@ -43,10 +43,8 @@ def build_world(tmp: Path, visits: int) -> tuple[str, list[str]]:
     import sqlalchemy as sa
 
     from hisx.connectors.warehouse import Warehouse
-    from hisx.marts import runner
     from hisx.pipelines import flow
     from hisx.simulator import simulate
-    from hisx.standards.datasets import DATASETS
 
     os.environ.setdefault("HISX_PSEUDO_KEY", "bench-only-key-" + "0" * 32)
     url = f"sqlite:///{tmp / 'his.sqlite'}"
@@ -56,17 +54,11 @@ def build_world(tmp: Path, visits: int) -> tuple[str, list[str]]:
     wh_url = f"duckdb:///{tmp / 'wh.duckdb'}"
     wh = Warehouse.from_url(wh_url)
     try:
-        flow.ensure_warehouse(wh)
-        tenants = flow.discover_tenants(engine)
-        flow.extract(engine, wh, source="his", tenants=tenants)
-        for d in DATASETS:
-            for t in tenants:
-                flow.standardize_dataset(wh, d, t, now=datetime(2027, 1, 1))
-        runner.refresh_dirty(wh)
+        tenants = flow.run_all(engine, wh, now=datetime(2027, 1, 1)).standardized["person"]
     finally:
         wh.close()
         engine.dispose()
-    return wh_url, [t.org_code for t in tenants]
+    return wh_url, [t.tenant for t in tenants]
 
 
 def free_port() -> int:

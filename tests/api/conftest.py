@@ -16,9 +16,7 @@ from fastapi.testclient import TestClient
 from hisx.api.app import create_app
 from hisx.api.keys import KeyStore
 from hisx.connectors.warehouse import Warehouse
-from hisx.marts import runner
 from hisx.pipelines import flow
-from hisx.standards.datasets import DATASETS
 
 
 @pytest.fixture(scope="session")
@@ -33,13 +31,7 @@ def api_world(tmp_path_factory) -> Path:
     path = tmp / "wh.duckdb"
     wh = Warehouse.from_url(f"duckdb:///{path}")
     try:
-        flow.ensure_warehouse(wh)
-        tenants = flow.discover_tenants(engine)
-        flow.extract(engine, wh, source="his", tenants=tenants)
-        for d in DATASETS:
-            for t in tenants:
-                flow.standardize_dataset(wh, d, t, now=datetime(2027, 1, 1))
-        runner.refresh_dirty(wh)
+        flow.run_all(engine, wh, now=datetime(2027, 1, 1))
     finally:
         wh.close()  # the API opens the file read-only; no writer may stay open
         engine.dispose()

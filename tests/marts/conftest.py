@@ -11,9 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from hisx.connectors.warehouse import Warehouse
-from hisx.marts import runner
 from hisx.pipelines import flow
-from hisx.standards.datasets import DATASETS
 
 LOCAL_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -31,13 +29,7 @@ def source_url(tmp_path_factory) -> str:
 def build(source_url: str, wh: Warehouse) -> None:
     engine = sa.create_engine(source_url)
     try:
-        flow.ensure_warehouse(wh)
-        tenants = flow.discover_tenants(engine)
-        flow.extract(engine, wh, source="his", tenants=tenants)
-        for d in DATASETS:
-            for t in tenants:
-                flow.standardize_dataset(wh, d, t, now=datetime(2027, 1, 1))
-        runner.refresh_dirty(wh)
+        flow.run_all(engine, wh, now=datetime(2027, 1, 1))
     finally:
         engine.dispose()
 

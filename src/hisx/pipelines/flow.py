@@ -397,7 +397,8 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
     done: dict[str, list] = {}
     for tenant, grp in dirty.groupby("tenant"):
         for name in marts_:
-            deps = set(marts.MART_DEPS.get(name, ()))
+            # a mart that reads no std dataset (dim_date, the load-log DQ) follows every one
+            deps = set(marts.MART_DEPS.get(name, ())) or set(grp["dataset"])
             days = [pd.Timestamp(d).date() for d in grp.loc[grp["dataset"].isin(deps),
                                                                "business_date"]]
             ranges = _ranges(days)
@@ -414,3 +415,24 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
                                "business_date BETWEEN :a AND :b",
                                {"d": ds, "t": tenant, "a": lo, "b": hi})
     return done
+
+
+@dataclass
+class RunResult:
+    extracted: list[ExtractResult]
+    standardized: dict[str, list[StdStats]]
+    marts: dict[str, list]
+
+
+def run_all(engine: sa.Engine, wh: Warehouse, *, source: str = "his",
+            now: datetime | None = None) -> RunResult:
+    """Every step once for every tenant of a single-database source: extract → standardize
+    all datasets → marts (no feed publishing). What tests, benchmarks and scripts use to build
+    a warehouse without Dagster; the Dagster `ingest` job runs the same steps per center."""
+    from hisx.pipelines.standardize import DATASETS
+
+    ensure_warehouse(wh)
+    tenants = discover_tenants(engine)
+    extracted = extract(engine, wh, source=source, tenants=tenants)
+    std = {d: standardize_tenants(wh, d, tenants, now=now) for d in DATASETS}
+    return RunResult(extracted, std, build_marts(wh))
