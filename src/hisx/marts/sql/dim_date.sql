@@ -1,5 +1,7 @@
--- Dimension: the calendar of the loaded business days (per tenant, so every share view
--- filters on tenant the same way). Grain: tenant × day. Range-loaded.
+-- Dimension: the calendar of the business days that hold standardized rows (per tenant, so
+-- every share view filters on tenant the same way). Derived from the data, not from the load
+-- ranges, so it is the same whatever order the rows arrived in (an offline center's backlog
+-- converges). Grain: tenant × day. Range-loaded.
 CREATE TABLE IF NOT EXISTS dim_date (
     tenant VARCHAR(40) NOT NULL,
     period_start DATE NOT NULL,
@@ -14,9 +16,19 @@ CREATE TABLE IF NOT EXISTS dim_date (
 DELETE FROM dim_date WHERE tenant = :tenant AND period_start BETWEEN :date_from AND :date_to;
 
 INSERT INTO dim_date
-SELECT :tenant, d, CAST(EXTRACT(YEAR FROM d) AS INTEGER), CAST(EXTRACT(QUARTER FROM d) AS INTEGER),
+SELECT CAST(:tenant AS VARCHAR(40)), d, CAST(EXTRACT(YEAR FROM d) AS INTEGER), CAST(EXTRACT(QUARTER FROM d) AS INTEGER),
        CAST(EXTRACT(MONTH FROM d) AS INTEGER), CAST(date_trunc('month', d) AS DATE),
        CAST(EXTRACT(ISODOW FROM d) AS INTEGER), EXTRACT(ISODOW FROM d) >= 6
 FROM (SELECT CAST(g.t AS DATE) AS d
       FROM generate_series(CAST(CAST(:date_from AS DATE) AS TIMESTAMP),
-                           CAST(CAST(:date_to AS DATE) AS TIMESTAMP), INTERVAL '1 day') AS g(t)) s;
+                           CAST(CAST(:date_to AS DATE) AS TIMESTAMP), INTERVAL '1 day') AS g(t)) s
+WHERE s.d IN (
+    SELECT business_date FROM std_person WHERE tenant = :tenant
+    UNION SELECT business_date FROM std_outpatient_visit WHERE tenant = :tenant
+    UNION SELECT business_date FROM std_diagnosis WHERE tenant = :tenant
+    UNION SELECT business_date FROM std_prescription WHERE tenant = :tenant
+    UNION SELECT business_date FROM std_prescription_item WHERE tenant = :tenant
+    UNION SELECT business_date FROM std_charge WHERE tenant = :tenant
+    UNION SELECT business_date FROM std_dispense WHERE tenant = :tenant
+    UNION SELECT business_date FROM std_chronic_followup WHERE tenant = :tenant
+    UNION SELECT business_date FROM std_family_contract WHERE tenant = :tenant);
