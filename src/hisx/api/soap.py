@@ -321,10 +321,16 @@ def op_query_mart(call: Call) -> str:
     _audit_rows(call, "QueryMart", table)
     fields = mart_fields(name)
     items = "".join(_element(name, r, fields) for r in catalog.rows(table))
-    return (f"<tns:QueryMartResponse><tns:mart>{name}</tns:mart>"
+    return _page_response("QueryMart", ("mart", name), tenant, nxt, ("rows", items))
+
+
+def _page_response(op: str, head: tuple[str, str], tenant: str | None, nxt: int | None,
+                   body: tuple[str, str]) -> str:
+    """``<tns:{op}Response>`` of a paged read: what was asked, the center, next offset, rows."""
+    return (f"<tns:{op}Response><tns:{head[0]}>{head[1]}</tns:{head[0]}>"
             + (f"<tns:center>{escape(tenant)}</tns:center>" if tenant else "")
             + (f"<tns:nextOffset>{nxt}</tns:nextOffset>" if nxt is not None else "")
-            + f"<tns:rows>{items}</tns:rows></tns:QueryMartResponse>")
+            + f"<tns:{body[0]}>{body[1]}</tns:{body[0]}></tns:{op}Response>")
 
 
 def op_query_records(call: Call) -> str:
@@ -341,10 +347,7 @@ def op_query_records(call: Call) -> str:
     _audit_rows(call, "QueryRecords", table)
     fields = record_fields(ds)
     items = "".join(_element(ds, r, fields) for r in catalog.rows(table))
-    return (f"<tns:QueryRecordsResponse><tns:dataset>{ds}</tns:dataset>"
-            + (f"<tns:center>{escape(tenant)}</tns:center>" if tenant else "")
-            + (f"<tns:nextOffset>{nxt}</tns:nextOffset>" if nxt is not None else "")
-            + f"<tns:records>{items}</tns:records></tns:QueryRecordsResponse>")
+    return _page_response("QueryRecords", ("dataset", ds), tenant, nxt, ("records", items))
 
 
 def op_feed_status(call: Call) -> str:
