@@ -51,14 +51,31 @@ def test_demo_run_materializes_every_center_with_blocking_checks_passing(tmp_pat
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialize_all(instance)
         assert result.success
-        evals = {(e.event_specific_data.asset_key.to_user_string(),
-                  e.event_specific_data.check_name): e.event_specific_data
-                 for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-        blocking = [v for (_, name), v in evals.items()
-                    if name in ("conservation", "reconciliation")]
-        assert len(blocking) == 9 + 9 and all(v.passed for v in blocking)
+        evals = [e.event_specific_data for e in result.all_events
+                 if e.event_type_value == "ASSET_CHECK_EVALUATION"]
         centers = instance.get_dynamic_partitions("center")
         assert len(centers) == 3
+        # one evaluation per check and center partition (a single run over the 3 centers)
+        by_check: dict = {}
+        for v in evals:
+            by_check.setdefault((v.asset_key.to_user_string(), v.check_name), []).append(v)
+        assert len(by_check) == 9 + 9 + 9 + 1  # conservation, dq rate, reconciliation, fresh
+        for (key, name), vs in by_check.items():
+            assert sorted(v.partition for v in vs) == sorted(centers), (key, name)
+            assert all(v.metadata["center"].value == v.partition for v in vs)
+        blocking = [v for (_, name), vs in by_check.items() for v in vs
+                    if name in ("conservation", "reconciliation")]
+        assert len(blocking) == (9 + 9) * 3 and all(v.passed and v.blocking for v in blocking)
+        # ... stored per partition: the UI's check status per center
+        from dagster._core.storage.event_log.base import PartitionKeyFilter
+
+        ck = dg.AssetCheckKey(dg.AssetKey(["std", "outpatient_visit"]), "conservation")
+        for c in centers:
+            rec = instance.event_log_storage.get_asset_check_execution_history(
+                ck, limit=5, partition_filter=PartitionKeyFilter(key=c))
+            assert [(r.partition, r.status.value) for r in rec] == [(c, "SUCCEEDED")]
+        spec = defs.get_repository_def().asset_graph.get_check_spec(ck)
+        assert spec.partitions_def is not None and spec.partitions_def.name == "center"
         done = instance.get_materialized_partitions(dg.AssetKey(["marts", "mart_visits_daily"]))
         assert done == set(centers)
         mat = instance.get_latest_materialization_event(dg.AssetKey(["std", "outpatient_visit"]))

@@ -33,7 +33,8 @@ def _get(url: str, data: bytes | None = None) -> bytes:
 
 
 NODES = """{ assetNodes { assetKey { path } groupName partitionDefinition { type }
-  assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"""
+  assetChecksOrError { ... on AssetChecks { checks { name blocking
+    partitionDefinition { type } } } } } }"""
 PARTS = """{ assetNodeOrError(assetKey: {path: ["std", "outpatient_visit"]}) {
   ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }"""
 SENSORS = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
@@ -83,6 +84,9 @@ def test_ui_serves_the_asset_graph(tmp_path) -> None:
                 ("ods/registrations", "reconciliation", True),
                 ("ods/registrations", "freshness", False)} <= checks
         assert by_key["std/outpatient_visit"]["partitionDefinition"]["type"] == "DYNAMIC"
+        # every check is evaluated per center partition
+        assert {c["partitionDefinition"]["type"] for n in nodes
+                for c in (n["assetChecksOrError"].get("checks") or [])} == {"DYNAMIC"}
         # the daemon is live: the source sensor adds the 3 centers as partitions on its own
         deadline = time.time() + 120
         while True:

@@ -17,6 +17,7 @@ import dagster as dg
 
 from hisx.config import Settings, dq_thresholds
 from hisx.marts.runner import MART_DEPS, MARTS, mart_description
+from hisx.orchestration import checks as pchecks
 from hisx.orchestration.partitions import CENTER
 from hisx.orchestration.resources import HisxResource
 from hisx.orchestration.sources import DEFAULT_SOURCE, read_health, source_named
@@ -41,10 +42,6 @@ def _run_source(context: dg.AssetExecutionContext) -> str:
     return context.run.tags.get(SOURCE_TAG, DEFAULT_SOURCE)
 
 
-def _warn(check: str, key: dg.AssetKey, desc: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(check, asset=key, description=desc)
-
-
 # -- source (external) ---------------------------------------------------------------------------
 source_specs = [
     dg.AssetSpec(["source", t.name], group_name=SOURCE_GROUP, kinds={"sqlserver"},
@@ -61,13 +58,14 @@ def _ods_asset(table: str) -> dg.AssetsDefinition:
     t = next(x for x in TABLES if x.name == table)
     checks = []
     if t.info.get("business_time"):
-        checks.append(dg.AssetCheckSpec(
-            "reconciliation", asset=key, blocking=True,
+        checks.append(pchecks.spec(
+            "reconciliation", key, blocking=True,
             description="per center × business day row count and key hash equal between the "
             "source and ODS (up to the cursor), for the months this load touched"))
     if table == "registrations":
-        checks.append(_warn("freshness", key, "the center's rows still arrive during opening "
-                             "hours (offline detection; written to center_status)"))
+        checks.append(pchecks.spec(
+            "freshness", key, "the center's rows still arrive during opening hours, measured "
+            "against the source's own clock (offline detection; written to center_status)"))
 
     @dg.asset(
         key=key, deps=[dg.AssetKey(["source", table])], group_name=ODS_GROUP,
@@ -132,27 +130,38 @@ def _ods_asset(table: str) -> dg.AssetsDefinition:
                if replica else {}),
         })
         if t.info.get("business_time"):
-            yield dg.AssetCheckResult(
-                check_name="reconciliation", passed=not diffs,
-                metadata={"differing_days": len(diffs),
-                          "first": dg.MetadataValue.json([d.__dict__ for d in diffs[:20]])})
+            by_center = {c: [d for d in diffs if d.tenant == c] for c in sorted(centers)}
+            yield from pchecks.per_center(context, key, "reconciliation", {
+                c: (not ds, {"months": months.get(c, []), "differing_days": len(ds),
+                             "first": dg.MetadataValue.json([d.__dict__ for d in ds[:20]])})
+                for c, ds in by_center.items()})
         if table == "registrations":
-            offline = [s.tenant for s in st if s.status == "offline"]
-            yield dg.AssetCheckResult(
-                check_name="freshness", passed=not offline,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"offline": offline,
-                          "status": dg.MetadataValue.json(
-                              {s.tenant: {"status": s.status, "last_arrival": str(s.last_arrival),
-                                          "silent_minutes": s.silent_minutes} for s in st})})
+            # the run's centers, and every center found offline (a silent center has no
+            # rows, hence no run of its own: another center's run records it)
+            yield from pchecks.per_center(context, key, "freshness", {
+                s.tenant: (s.status != "offline", _status_md(s)) for s in st
+                if s.tenant in centers or s.status == "offline"},
+                severity=dg.AssetCheckSeverity.WARN)
 
     return _asset
 
 
 def _status_kw() -> dict:
+    """Offline rule from the environment: opening hours, allowed silence, the clock
+    (``source``: the newest arrival of any center; ``wall``) or a fixed reference time."""
     a, b = (int(x) for x in os.environ.get("HISX_OPENING_HOURS", "8-17").split("-"))
+    fixed = os.environ.get("HISX_STATUS_NOW")
     return {"opening": (a, b),
-            "stale_after": timedelta(minutes=float(os.environ.get("HISX_STALE_MINUTES", "120")))}
+            "stale_after": timedelta(minutes=float(os.environ.get("HISX_STALE_MINUTES", "120"))),
+            "clock": os.environ.get("HISX_STATUS_CLOCK", "source"),
+            "now": datetime.fromisoformat(fixed) if fixed else None}
+
+
+def _status_md(s: status.CenterStatus) -> dict:
+    return {"status": s.status, "last_arrival": str(s.last_arrival),
+            "silent_minutes": round(s.silent_minutes or 0.0, 1),
+            "silent_opening_minutes": round(s.silent_opening_minutes or 0.0, 1),
+            "reference_time": str(s.reference_time), "clock": s.clock}
 
 
 def _reconcile(engine, wh, source: str, table: str, months: dict[str, list[str]]) -> list:
@@ -203,11 +212,11 @@ def _std_asset(dataset: str) -> dg.AssetsDefinition:
         "elements, WS 364 value sets); failing rows go to `quarantine` with every reason. "
         "A run standardizes the center's pending loads and re-dirties their business days.",
         check_specs=[
-            dg.AssetCheckSpec("conservation", asset=key, blocking=True,
-                              description="rows in = standardized + quarantined + "
-                              "deduplicated, per center and batch"),
-            _warn("dq_quarantine_rate", key, "quarantined / rows in stays under the dataset's "
-                  "threshold (HISX_DQ_THRESHOLDS, default 10 %)"),
+            pchecks.spec("conservation", key, blocking=True,
+                         description="rows in = standardized + quarantined + "
+                         "deduplicated, per center and batch"),
+            pchecks.spec("dq_quarantine_rate", key, "quarantined / rows in stays under the "
+                         "dataset's threshold (HISX_DQ_THRESHOLDS, default 10 %)"),
         ],
     )
     def _asset(context: dg.AssetExecutionContext, hisx: HisxResource):
@@ -230,13 +239,13 @@ def _std_asset(dataset: str) -> dg.AssetsDefinition:
             "replica": next((s.endpoint for s in stats if s.endpoint), ""),
             "reasons": dg.MetadataValue.json({s.tenant: s.reasons for s in stats if s.reasons}),
         })
-        yield dg.AssetCheckResult(check_name="conservation",
-                                  passed=all(s.conserved for s in stats),
-                                  metadata={"per_center": per})
-        yield dg.AssetCheckResult(check_name="dq_quarantine_rate",
-                                  passed=all(r <= limit for r in rates.values()),
-                                  severity=dg.AssetCheckSeverity.WARN,
-                                  metadata={"threshold": limit, "rates": rates})
+        yield from pchecks.per_center(context, key, "conservation", {
+            s.tenant: (s.conserved, per[s.tenant]) for s in stats})
+        yield from pchecks.per_center(context, key, "dq_quarantine_rate", {
+            s.tenant: (rates.get(s.tenant, 0.0) <= limit,
+                       {"threshold": limit, "rate": rates.get(s.tenant, 0.0),
+                        "rows_in": s.rows_in, "quarantined": s.quarantined}) for s in stats},
+            severity=dg.AssetCheckSeverity.WARN)
 
     return _asset
 

@@ -48,8 +48,7 @@ def _executor() -> dg.ExecutorDefinition:
 #: The operators' job: extract → standardize → marts → feeds for the selected centers.
 ingest_job = dg.define_asset_job(
     "ingest", selection=dg.AssetSelection.groups("ods", "std", "marts", "feeds"),
-    executor_def=_executor(),
-    partitions_def=CENTER, tags={"hisx/warehouse": "main"},
+    executor_def=_executor(), tags={"hisx/warehouse": "main"},
     description="Per center: extract the rows after the cursor, standardize the pending loads, "
     "re-load the marts' dirty business days, publish the feed outbox. Late rows of an offline "
     "center take the same path and touch only the days they belong to.")
