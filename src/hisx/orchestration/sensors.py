@@ -18,6 +18,7 @@ from hisx.orchestration.assets import SOURCE_TAG, UPTO_TAG, data_dictionary
 from hisx.orchestration.partitions import CENTER
 from hisx.orchestration.resources import HisxResource
 from hisx.orchestration.sources import (
+    NoReader,
     Source,
     configured_sources,
     evaluate_health,
@@ -66,12 +67,12 @@ def source_tick(src: Source, cursor: str | None, instance: dg.DagsterInstance,
     health = read_health(src.name, settings)
     if health.get("paused"):
         return dg.SkipReason(f"source {src.name} paused: {health.get('reason')}")
-    engine = src.engine(settings)
     try:
-        centers = [t.org_code for t in src.tenants(engine)]
-        marks = high_waters(engine)
-    finally:
-        engine.dispose()
+        with src.reader(settings) as (reader, _where):
+            centers = [t.org_code for t in src.tenants(reader)]
+            marks = high_waters(reader, src.tables())
+    except NoReader as e:  # the health sensor pauses the source if it stays so (wait)
+        return dg.SkipReason(str(e))
     prev = json.loads(cursor) if cursor else {}
     runs = []
     for c in centers:

@@ -8,10 +8,12 @@ centers come from the file's ``tenants`` or else from the source's organizations
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import quote_plus
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -23,27 +25,82 @@ from hisx.simulator.schema import TABLES
 DEFAULT_SOURCE = "his"
 
 
+class NoReader(RuntimeError):
+    """No replica of a replicated source is healthy right now and the policy does not allow
+    reading the primary (``wait`` / ``fail``)."""
+
+
 @dataclass(frozen=True)
 class Source:
     name: str
     cfg: SourceConfig | None = None  # None: the demo source at HISX_SOURCE_URL
+
+    @property
+    def replicated(self) -> bool:
+        """Read through routed replicas (ODBC endpoints), not one SQLAlchemy engine."""
+        return self.cfg is not None and self.cfg.url is None
 
     def url(self, settings: Settings | None = None) -> str:
         if self.cfg is None:
             return (settings or Settings.from_env()).source_url
         if self.cfg.url:
             return self.cfg.url
-        ep = self.cfg.replicas[0]  # read intent; the health sensor gates the whole source
-        driver = "mssql+pyodbc" if self.cfg.dialect == "mssql" else f"{self.cfg.dialect}+pyodbc"
-        return f"{driver}:///?odbc_connect={quote_plus(ep.connection_string())}"
+        raise ValueError(f"source {self.name!r} has replicas, not a URL: use Source.reader()")
 
     def engine(self, settings: Settings | None = None) -> sa.Engine:
         return sa.create_engine(self.url(settings))
 
-    def tenants(self, engine: sa.Engine) -> list[flow.Tenant]:
+    @contextmanager
+    def reader(self, settings: Settings | None = None) -> Iterator[tuple[Any, str]]:
+        """(where to read, its name): a SQLAlchemy engine for a single database; for a
+        replicated source the endpoint its routing policy picks right now — a healthy
+        replica, else the primary under ``primary``; never waits (raises
+        :class:`NoReader`), so a sensor tick stays short."""
+        if not self.replicated:
+            engine = self.engine(settings)
+            try:
+                yield engine, self.name
+            finally:
+                engine.dispose()
+            return
+        from hisx.connectors.source.extract import SourceExtractor
+
+        ex = SourceExtractor(self.cfg)
+        try:
+            ep = route_now(ex)
+            yield ep, ep.name
+        finally:
+            ex.close()
+
+    def tables(self) -> list[sa.Table]:
+        """The source tables to watch (schema-qualified for a configured source)."""
+        if self.cfg is None:
+            return list(TABLES)
+        return [self.cfg.table(n) for n in self.cfg.tables]
+
+    def tenants(self, reader: Any = None) -> list[flow.Tenant]:
         if self.cfg is not None and self.cfg.tenants:
             return [flow.Tenant(t.org_code, t.vendor or "") for t in self.cfg.tenants]
-        return flow.discover_tenants(engine)
+        if isinstance(reader, sa.Engine):
+            return flow.discover_tenants(reader)
+        t = self.cfg.table("organizations")  # a replicated source without a tenants list
+        rows = reader.query(sa.select(t.c.org_code, t.c.his_vendor, t.c.org_name)
+                            .order_by(t.c.org_code))
+        return [flow.Tenant(str(a), str(b), str(c)) for a, b, c in rows]
+
+
+def route_now(ex) -> Any:
+    """The reader the source's policy routes to now (see :meth:`Source.reader`)."""
+    reasons = []
+    for ep in ex.replicas:
+        h = ex.health(ep)
+        if h.healthy:
+            return ep
+        reasons.append(f"{ep.name}: {h.reason}")
+    if ex.cfg.policies.on_no_healthy_replica == "primary":
+        return ex.primary
+    raise NoReader(f"source {ex.cfg.name!r}: no healthy replica ({'; '.join(reasons)}), "
+                   f"policy {ex.cfg.policies.on_no_healthy_replica}")
 
 
 def configured_sources(settings: Settings | None = None) -> list[Source]:
@@ -60,14 +117,19 @@ def source_named(name: str) -> Source:
     raise KeyError(f"unknown source {name!r}")
 
 
-def high_waters(engine: sa.Engine) -> dict[str, dict[str, int]]:
-    """{table: {org_code: max(row_version)}}: the per-center high-water marks right now."""
+def high_waters(reader: Any, tables: list[sa.Table] | None = None) -> dict[str, dict[str, int]]:
+    """{table: {org_code: max(row_version)}}: the per-center high-water marks right now, on
+    a SQLAlchemy engine or a replica endpoint (anything with ``query(statement)``)."""
     out: dict[str, dict[str, int]] = {}
-    with engine.connect() as c:
-        for t in TABLES:
-            rows = c.execute(sa.select(t.c.org_code, sa.func.max(t.c.row_version))
-                             .group_by(t.c.org_code)).fetchall()
+    conn = reader.connect() if isinstance(reader, sa.Engine) else None
+    try:
+        for t in tables if tables is not None else TABLES:
+            stmt = sa.select(t.c.org_code, sa.func.max(t.c.row_version)).group_by(t.c.org_code)
+            rows = conn.execute(stmt).fetchall() if conn is not None else reader.query(stmt)
             out[t.name] = {str(r[0]): int(r[1]) for r in rows if r[1] is not None}
+    finally:
+        if conn is not None:
+            conn.close()
     return out
 
 
