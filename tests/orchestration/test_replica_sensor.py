@@ -127,3 +127,27 @@ def test_wait_policy_pauses_the_source_while_the_standby_is_down(rig, source) ->
         resumed = source_tick(src, None, instance)
         assert _centers(resumed) == [A]
         assert json.loads(resumed.cursor) == {"registrations": _marks(rig, table)}
+
+
+def test_nightly_reconciliation_removes_hard_deletes_read_on_the_standby(rig, source, tmp_path,
+                                                                         monkeypatch) -> None:
+    from hisx.connectors.warehouse import Warehouse
+    from hisx.orchestration.sensors import reconcile_source
+    from hisx.pipelines.extract_sources import extract_configured
+
+    src, table = source
+    _insert(rig, table, A, range(1, 201))
+    rig.caught_up()
+    with Warehouse.from_url(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        from hisx.pipelines.flow import ensure_warehouse
+
+        ensure_warehouse(wh)
+        assert sum(r.rows_read for r in extract_configured(wh, src.cfg)) == 200
+        rig.primary(f"delete from {table.fullname} where reg_id in (7, 8, 150)")
+        rig.caught_up()
+        out = reconcile_source(src, wh)
+        assert sum(r.ods_rows for r in out["removed"]) == 3 and out["remaining"] == []
+        assert wh.scalar("SELECT count(*) FROM ods_registrations") == 197
+        assert wh.scalar("SELECT sum(ods_rows) FROM delete_log WHERE tenant = :a",
+                         {"a": A}) == 3
+        assert reconcile_source(src, wh)["removed"] == []  # idempotent

@@ -70,16 +70,6 @@ def test_silent_center_is_flagged_and_hard_delete_is_found(tmp_path, monkeypatch
     engine.dispose()
     assert [(d.tenant, d.table, d.business_date, d.ods_rows - d.source_rows) for d in diffs] \
         == [(org, "registrations", day, 1)]
-    monkeypatch.setenv("HISX_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HISX_SOURCE_URL", f"sqlite:///{src}")
-    monkeypatch.setenv("HISX_WAREHOUSE_URL", wh_url)
-    job = defs.resolve_job_def("nightly_reconciliation")
-    with dg.DagsterInstance.ephemeral() as instance:
-        res = job.execute_in_process(instance=instance, raise_on_error=False)
-    assert not res.success
-    with Warehouse.from_url(wh_url) as wh:
-        logged = wh.query_df("SELECT tenant, table_name, business_date FROM reconcile_log")
-    assert (org, "registrations", day) in set(logged.itertuples(index=False, name=None))
 
 
 def _source_at(tmp_path, now: datetime):
@@ -148,3 +138,91 @@ def test_freshness_per_center_on_the_source_clock(tmp_path, monkeypatch) -> None
         res = dg.materialize([asset], instance=instance, resources={"hisx": HisxResource()},
                              tags=range_tags(sorted(keys)))
         assert not any(v.passed for v in freshness(res).values())
+
+
+def _checksums(wh_url: str) -> dict:
+    """Per mart / std table: row count and an order-independent hash of every row."""
+    from hisx.marts.runner import MARTS
+    from hisx.pipelines.standardize import DATASETS
+
+    out = {}
+    with Warehouse.from_url(wh_url) as wh:
+        # mart_dq_load_daily is the history of the loads, which did read the deleted rows
+        for t in [*(m for m in MARTS if m != "mart_dq_load_daily"),
+                  *(f"std_{d}" for d in DATASETS)]:
+            cols = [c for c in wh.query_df(f"SELECT * FROM {t} WHERE 1 = 0").columns
+                    if c not in ("load_id", "standardized_at", "loaded_at")]
+            expr = " || '|' || ".join(f'coalesce(CAST("{c}" AS VARCHAR), \'~\')' for c in cols)
+            out[t] = wh.query_df(f"SELECT count(*) AS n, sum(hash({expr})) AS h FROM {t}"
+                                 ).iloc[0].tolist()
+    return out
+
+
+def test_nightly_reconciliation_propagates_hard_deletes(tmp_path, monkeypatch) -> None:
+    """Rows deleted at the source leave ODS, std, quarantine and the marts (as if never
+    there: the marts equal a warehouse built from the source after the delete), recorded
+    per center × day in delete_log; a second night changes nothing; a row missing from ODS
+    (not a delete) still fails the run."""
+    src = tmp_path / "his.sqlite"
+    simulate(f"sqlite:///{src}", centers=2, months=1, visits_per_month=400, seed=5,
+             start=date(2026, 8, 1), progress=False)
+    wh_url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    engine = sa.create_engine(f"sqlite:///{src}")
+    with Warehouse.from_url(wh_url) as wh:
+        flow.run_all(engine, wh, now=datetime(2026, 9, 1))
+        visits = wh.query_df("SELECT tenant, source_key, business_date FROM "
+                             "std_outpatient_visit ORDER BY source_key LIMIT 2")
+        q = wh.query_df("SELECT tenant, source_key FROM quarantine WHERE dataset = "
+                        "'outpatient_visit' ORDER BY source_key LIMIT 1")
+    gone = [int(k) for k in visits["source_key"]] + [int(k) for k in q["source_key"]]
+    with sqlite3.connect(src) as c:  # 2 standardized visits, 1 quarantined, and a diagnosis
+        c.executemany("DELETE FROM registrations WHERE reg_id = ?", [(k,) for k in gone])
+        (diag,) = c.execute("SELECT diag_id FROM diagnoses ORDER BY diag_id LIMIT 1").fetchone()
+        c.execute("DELETE FROM diagnoses WHERE diag_id = ?", (diag,))
+    engine.dispose()
+    monkeypatch.setenv("HISX_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HISX_SOURCE_URL", f"sqlite:///{src}")
+    monkeypatch.setenv("HISX_WAREHOUSE_URL", wh_url)
+    job = defs.resolve_job_def("nightly_reconciliation")
+    with dg.DagsterInstance.ephemeral() as instance:
+        res = job.execute_in_process(instance=instance, raise_on_error=False)
+        assert res.success
+        mats = {(m.asset_key.to_user_string(), m.partition) for m in
+                res.asset_materializations_for_node("reconcile_all")}
+    centers = set(visits["tenant"])
+    assert {("ods/registrations", c) for c in centers} <= mats
+    assert {("std/outpatient_visit", c) for c in centers} <= mats
+    assert {("marts/mart_visits_daily", c) for c in centers} <= mats
+    with Warehouse.from_url(wh_url) as wh:
+        keys = ", ".join(map(str, gone))
+        assert wh.scalar(f"SELECT count(*) FROM ods_registrations WHERE reg_id IN ({keys})") == 0
+        assert wh.scalar("SELECT count(*) FROM std_outpatient_visit WHERE source_key IN "
+                         f"({keys})") == 0
+        assert wh.scalar("SELECT count(*) FROM quarantine WHERE dataset = 'outpatient_visit' "
+                         f"AND source_key IN ({keys})") == 0
+        assert wh.scalar(f"SELECT count(*) FROM ods_diagnoses WHERE diag_id = {diag}") == 0
+        log = wh.query_df("SELECT table_name, sum(ods_rows) AS o, sum(std_rows) AS s, "
+                          "sum(quarantine_rows) AS q FROM delete_log GROUP BY table_name")
+        got = {r.table_name: (r.o, r.s, r.q) for r in log.itertuples()}
+        assert got["registrations"] == (3, 2, 1)
+        assert got["diagnoses"][0] == 1 and sum(got["diagnoses"][1:]) == 1
+        assert wh.scalar("SELECT count(*) FROM mart_dirty") == 0  # marts re-loaded
+    # the marts and std equal a warehouse built from the source after the delete
+    fresh = f"duckdb:///{tmp_path / 'fresh.duckdb'}"
+    engine = sa.create_engine(f"sqlite:///{src}")
+    with Warehouse.from_url(fresh) as wh:
+        flow.run_all(engine, wh, now=datetime(2026, 9, 1))
+    engine.dispose()
+    assert _checksums(wh_url) == _checksums(fresh)
+    # idempotent: a second night removes nothing
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert job.execute_in_process(instance=instance, raise_on_error=False).success
+    with Warehouse.from_url(wh_url) as wh:
+        assert wh.scalar("SELECT sum(ods_rows) FROM delete_log") == 4
+        (lost,) = wh.query_df("SELECT reg_id FROM ods_registrations ORDER BY reg_id DESC "
+                              "LIMIT 1")["reg_id"]
+        wh.execute(f"DELETE FROM ods_registrations WHERE reg_id = {int(lost)}")
+    with dg.DagsterInstance.ephemeral() as instance:  # missing from ODS is not a delete
+        assert not job.execute_in_process(instance=instance, raise_on_error=False).success
+    with Warehouse.from_url(wh_url) as wh:
+        assert wh.scalar("SELECT sum(ods_rows) FROM delete_log") == 4

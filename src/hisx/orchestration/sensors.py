@@ -14,6 +14,7 @@ import os
 
 import dagster as dg
 
+from hisx.marts.runner import MARTS
 from hisx.orchestration.assets import SOURCE_TAG, UPTO_TAG, data_dictionary
 from hisx.orchestration.partitions import CENTER
 from hisx.orchestration.resources import HisxResource
@@ -26,7 +27,7 @@ from hisx.orchestration.sources import (
     read_health,
     write_health,
 )
-from hisx.pipelines import reconcile
+from hisx.pipelines import deletes, flow, reconcile
 
 DAGSTER_RUNNING = dg.DefaultSensorStatus.RUNNING
 
@@ -117,25 +118,74 @@ def health_sensor(src: Source) -> dg.SensorDefinition:
     return _sensor
 
 
+def _reconciled(src: Source) -> tuple[list[str], dict]:
+    """Tables reconciled for a source, and their source tables (schema-qualified)."""
+    names = [t for t in reconcile.RECONCILED if src.cfg is None or t in src.cfg.tables]
+    return names, ({n: src.cfg.table(n) for n in names} if src.cfg is not None else {})
+
+
+def reconcile_source(src: Source, wh, settings=None) -> dict:
+    """Whole-history reconciliation of one source, its hard deletes propagated (ODS, std,
+    quarantine, dirty mart days re-loaded): {diffs, removed, remaining, marts}."""
+    names, tables = _reconciled(src)
+    sql_names = {n: t.fullname for n, t in tables.items()}
+    with src.reader(settings) as (reader, _where):
+        centers = [t.org_code for t in src.tenants(reader)]
+        diffs = reconcile.reconcile(reader, wh, src.name, centers, names, table_sql=sql_names)
+        removed = deletes.propagate(reader, wh, src.name, diffs, tables_sql=tables)
+        touched = sorted({d.tenant for d in diffs})
+        remaining = (reconcile.reconcile(reader, wh, src.name, touched, names, log=False,
+                                         table_sql=sql_names) if touched else [])
+    reloaded = flow.build_marts(wh, tenants=sorted({r.tenant for r in removed})) \
+        if removed else {}
+    return {"diffs": diffs, "removed": removed, "remaining": remaining, "marts": reloaded}
+
+
+def _deleted_events(src: Source, out: dict) -> list[dg.AssetMaterialization]:
+    """Materializations of the center partitions a hard delete changed (ods, std, marts)."""
+    from hisx.pipelines.standardize import DATASETS
+
+    per: dict = {}
+    for r in out["removed"]:
+        d = per.setdefault((r.table, r.tenant), {"ods": 0, "std": 0, "quarantine": 0})
+        d["ods"] += r.ods_rows
+        d["std"] += r.std_rows
+        d["quarantine"] += r.quarantine_rows
+    events = []
+    for (table, center), n in sorted(per.items()):
+        md = {"source": src.name, "hard_deletes": n, "reason": "nightly reconciliation"}
+        events.append(dg.AssetMaterialization(["ods", table], partition=center, metadata=md))
+        events += [dg.AssetMaterialization(["std", ds], partition=center, metadata=md)
+                   for ds, spec in DATASETS.items() if spec.source_table == table]
+    for center, ranges in sorted(out["marts"].items()):
+        md = {"reloaded_ranges": [f"{a}..{b}" for a, b in ranges],
+              "reason": "hard deletes (nightly reconciliation)"}
+        events += [dg.AssetMaterialization(["marts", m], partition=center, metadata=md)
+                   for m in MARTS]
+    return events
+
+
 @dg.op(retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL,
                                    jitter=dg.Jitter.PLUS_MINUS))
-def reconcile_all(context: dg.OpExecutionContext, hisx: HisxResource) -> None:
-    """Whole-history reconciliation per source × center × business day (hard deletes too)."""
-    total = 0
+def reconcile_all(context: dg.OpExecutionContext, hisx: HisxResource):
+    """Whole-history reconciliation per source × center × business day. Rows deleted at the
+    source are removed from ODS, std and quarantine and their mart days re-loaded
+    (``delete_log``); any other difference fails the run (``reconcile_log``)."""
+    remaining = 0
     for src in configured_sources(hisx.settings()):
-        engine = src.engine(hisx.settings())
-        try:
-            centers = [t.org_code for t in src.tenants(engine)]
-            with hisx.warehouse() as wh:
-                diffs = reconcile.reconcile(engine, wh, src.name, centers)
-        finally:
-            engine.dispose()
-        total += len(diffs)
-        for d in diffs[:50]:
+        with hisx.warehouse() as wh:
+            out = reconcile_source(src, wh, hisx.settings())
+        removed = sum(r.ods_rows for r in out["removed"])
+        context.log.info(f"{src.name}: {len(out['diffs'])} differing center-days, {removed} "
+                         f"hard-deleted rows removed, {len(out['remaining'])} still differ")
+        yield from _deleted_events(src, out)
+        remaining += len(out["remaining"])
+        for d in out["remaining"][:50]:
             context.log.warning(f"differs: {d}")
-    if total:
-        raise dg.Failure(f"{total} center-days differ between source and ODS (reconcile_log)",
-                         allow_retries=False)  # a difference is not transient
+    if remaining:
+        raise dg.Failure(f"{remaining} center-days differ between source and ODS beyond hard "
+                         "deletes (reconcile_log)", allow_retries=False)  # not transient
+    yield dg.Output(None)
 
 
 @dg.job(description="Nightly reconciliation of every center × business day with the source.")
