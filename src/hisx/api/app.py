@@ -2,7 +2,8 @@
 
 ``create_app`` takes the warehouse URL (default ``Settings.warehouse_url``) and the key
 store (default ``$HISX_HOME/api/keys.sqlite``). Every denial (401/403/429) is audited with
-the key, the endpoint and its parameters.
+the key, the endpoint and its parameters. Non-person-level reads go through a response cache
+valid for one warehouse version (:mod:`hisx.api.cache`, ``HISX_API_CACHE_SECONDS``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from hisx.api import rest, soap
-from hisx.api.auth import ApiError, RateLimiter
+from hisx.api.auth import ApiError, KeyCache, RateLimiter
+from hisx.api.cache import ResponseCache
 from hisx.api.db import Reader
 from hisx.api.keys import KeyStore
 
@@ -30,7 +32,7 @@ def _lifespan(reader: Reader):
 
 
 def create_app(warehouse_url: str | None = None, keys: KeyStore | str | Path | None = None,
-               reader: Reader | None = None) -> FastAPI:
+               reader: Reader | None = None, cache: ResponseCache | None = None) -> FastAPI:
     if reader is None:
         if warehouse_url is None:
             from hisx.config import Settings
@@ -49,7 +51,9 @@ def create_app(warehouse_url: str | None = None, keys: KeyStore | str | Path | N
                   redoc_url=None, lifespan=_lifespan(reader))
     app.state.reader = reader
     app.state.keys = store
+    app.state.key_cache = KeyCache(store)
     app.state.limiter = RateLimiter()
+    app.state.cache = cache if cache is not None else ResponseCache.from_env()
 
     @app.exception_handler(ApiError)
     def api_error(request: Request, exc: ApiError) -> JSONResponse:

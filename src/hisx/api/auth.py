@@ -8,10 +8,15 @@
 * 429 ``rate_limited`` — the key's token bucket is empty (``Retry-After`` given).
 
 Keys are presented as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+
+A successful verification is remembered for :data:`KEY_CACHE_SECONDS` (:class:`KeyCache`), so
+a request does not touch the key store: a key revoked from another process (``hisx keys
+revoke``) stops working within that bound; one revoked through the server's own store, at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -68,6 +73,48 @@ class RateLimiter:
                        f"{key.key_id}", retry_after=wait)
 
 
+#: How long a verified key is trusted without asking the key store again (revocation bound).
+KEY_CACHE_SECONDS = 2.0
+
+
+class KeyCache:
+    """Verified keys by SHA-256 of the presented key, each for ``ttl`` seconds. Only
+    successful verifications are kept (at most ``max_entries``); a revoke through ``store``
+    empties it."""
+
+    def __init__(self, store: KeyStore, ttl: float = KEY_CACHE_SECONDS,
+                 max_entries: int = 10_000) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._seen: dict[str, tuple[ApiKey, float]] = {}
+        self._revocations = store.revocations
+
+    @staticmethod
+    def _digest(presented: str) -> str:
+        return hashlib.sha256(presented.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def get(self, presented: str) -> ApiKey | None:
+        """The key, if verified less than ``ttl`` seconds ago; else None (ask :meth:`verify`)."""
+        if self.store.revocations != self._revocations:
+            self._revocations = self.store.revocations
+            self._seen = {}
+        hit = self._seen.get(self._digest(presented))
+        if hit is not None and time.monotonic() - hit[1] < self.ttl:
+            return hit[0]
+        return None
+
+    def verify(self, presented: str) -> ApiKey | None:
+        """Ask the key store (blocking: SQLite) and remember a success."""
+        revocations = self.store.revocations
+        key = self.store.verify(presented)
+        if key is not None and revocations == self.store.revocations:
+            if len(self._seen) >= self.max_entries:
+                self._seen = {}
+            self._seen[self._digest(presented)] = (key, time.monotonic())
+        return key
+
+
 def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
     if x_api_key:
         return x_api_key.strip()
@@ -76,15 +123,20 @@ def presented_key(authorization: str | None, x_api_key: str | None) -> str | Non
     return None
 
 
-def authenticate(store: KeyStore, limiter: RateLimiter, presented: str | None) -> ApiKey:
+def admit(limiter: RateLimiter, presented: str | None, key: ApiKey | None) -> ApiKey:
+    """401 without a key or with one that did not verify (``key`` None), 429 over the rate."""
     if not presented:
         raise ApiError(401, "missing_key", "an API key is required: 'Authorization: Bearer "
                                            "<key>' or 'X-API-Key: <key>'")
-    key = store.verify(presented)
     if key is None:
         raise ApiError(401, "invalid_key", "the API key is unknown, wrong or revoked")
     limiter.take(key)
     return key
+
+
+def authenticate(keys: KeyCache, limiter: RateLimiter, presented: str | None) -> ApiKey:
+    key = (keys.get(presented) or keys.verify(presented)) if presented else None
+    return admit(limiter, presented, key)
 
 
 def require_scope(key: ApiKey, scope: str) -> None:

@@ -10,6 +10,10 @@ in another process. Two modes (``HISX_API_DUCKDB_MODE``):
   (fastest; the pipeline cannot write until the server stops). For read-only deployments
   such as a published snapshot.
 
+``version()`` is what the response cache (:mod:`hisx.api.cache`) keys on: for DuckDB the
+file and its WAL as ``stat`` sees them (a pipeline write changes it), read before each query;
+other backends return None (no caching).
+
 PostgreSQL / other SQLAlchemy URLs: a small pool (5 + 5 overflow); every request runs in a
 ``READ ONLY`` transaction on PostgreSQL. Point it at a hot standby to keep reads off the
 primary.
@@ -26,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 
 from hisx.api.auth import ApiError
+from hisx.api.cache import Version, file_version
 from hisx.connectors.warehouse import _PARAM
 
 
@@ -41,6 +46,10 @@ class Reader:
 
     def close(self) -> None:
         pass
+
+    def version(self) -> Version | None:
+        """The warehouse version, or None when it cannot be read cheaply (no caching)."""
+        return None
 
     @staticmethod
     def from_url(url: str, mode: str | None = None) -> Reader:
@@ -73,6 +82,9 @@ class DuckDBReader(Reader):
         self._duckdb = duckdb
         self._shared = duckdb.connect(self.path, read_only=True) if mode == "shared" else None
         self._lock = threading.Lock()
+
+    def version(self) -> Version:
+        return file_version(self.path, self.path + ".wal")
 
     def _open(self):
         try:

@@ -91,6 +91,7 @@ class KeyStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self.revocations = 0  # revokes through this store: verification caches drop at once
         with self._lock:
             self._con.execute("PRAGMA journal_mode=WAL")
             self._con.execute("PRAGMA synchronous=NORMAL")
@@ -159,6 +160,8 @@ class KeyStore:
             cur = self._con.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
                 (_now(), key_id))
+            if cur.rowcount == 1:
+                self.revocations += 1
         return cur.rowcount == 1
 
     # -- audit --------------------------------------------------------------------------

@@ -17,16 +17,18 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from hisx.api import catalog, data, queries
 from hisx.api.auth import (
     ApiError,
-    authenticate,
+    admit,
     presented_key,
     read_scope,
     require_scope,
     resolve_center,
 )
+from hisx.api.cache import Cached
 from hisx.api.keys import ApiKey
 
 PREFIX = "/api/v1"
@@ -75,12 +77,18 @@ def _page_schema(item: dict[str, Any], **extra: dict[str, Any]) -> dict[str, Any
 
 
 # -- the authenticated principal ----------------------------------------------------------
-def principal(request: Request,
-              authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-              x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
-              ) -> ApiKey:
+async def principal(request: Request,
+                    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+                    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+                    ) -> ApiKey:
+    """The verified key (401/429 otherwise). On the event loop: a key verified in the last
+    ``KEY_CACHE_SECONDS`` costs no thread hop; the key store is asked in the threadpool."""
     st = request.app.state
-    key = authenticate(st.keys, st.limiter, presented_key(authorization, x_api_key))
+    presented = presented_key(authorization, x_api_key)
+    key = st.key_cache.get(presented) if presented else None
+    if presented and key is None:
+        key = await run_in_threadpool(st.key_cache.verify, presented)
+    key = admit(st.limiter, presented, key)
     request.state.api_key = key
     return key
 
@@ -146,6 +154,29 @@ def _audit_read(request: Request, key: ApiKey, table: pa.Table, params: dict[str
                                  record_keys=records)
 
 
+async def _shared_read(request: Request, key: tuple[Any, ...],
+                       build: Callable[[], Response]) -> Response:
+    """A read that is the same for every caller of one tenant (never person-level), through
+    the response cache: ``key`` holds the route, the *authorized* tenant and every parameter
+    that shapes the body. Authorization happened before; the query runs in the threadpool on
+    a miss. The warehouse version is read before the query (see :mod:`hisx.api.cache`)."""
+    st = request.app.state
+    cache = st.cache
+    version = st.reader.version() if cache.enabled else None
+    if version is not None:
+        hit = cache.get(key, version)
+        if hit is not None:
+            return Response(hit.body, status_code=hit.status, media_type=hit.media_type,
+                            headers=dict(hit.headers))
+    resp = await run_in_threadpool(build)
+    if version is not None and resp.status_code == 200:
+        extra = tuple((k, v) for k, v in resp.headers.items()
+                      if k.lower() not in ("content-length", "content-type"))
+        cache.put(key, version, Cached(bytes(resp.body), resp.status_code, resp.media_type,
+                                       extra))
+    return resp
+
+
 def _with_signature(fn: Callable, extra: list[inspect.Parameter]) -> Callable:
     sig = inspect.signature(fn)
     params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD] + extra
@@ -172,10 +203,14 @@ def build_router() -> APIRouter:
            responses=_ok({"type": "object", "required": ["items"], "additionalProperties":
                           False, "properties": {"items": {"type": "array",
                                                           "items": center_item}}}, "centers"))
-    def list_centers(request: Request, key: Key, center: Center = None) -> Response:
+    async def list_centers(request: Request, key: Key, center: Center = None) -> Response:
         tenant = resolve_center(key, center)
-        with request.app.state.reader.session() as s:
-            return _json({"items": catalog.rows(data.centers(s, tenant))})
+
+        def build() -> Response:
+            with request.app.state.reader.session() as s:
+                return _json({"items": catalog.rows(data.centers(s, tenant))})
+
+        return await _shared_read(request, ("/centers", tenant), build)
 
     mart_list_item = {
         "type": "object", "required": ["name", "description", "person_level", "filters",
@@ -219,21 +254,30 @@ def _add_mart_route(r: APIRouter, mart: catalog.Mart) -> None:
     name = mart.name
     endpoint_path = f"/marts/{name}"
 
-    def query_mart(request: Request, key: Key, center: Center = None,
-                   date_from: DateFrom = None, date_to: DateTo = None, limit: Limit = 1000,
-                   offset: Offset = 0, format: Format = "json", **filters: Any) -> Response:
+    async def query_mart(request: Request, key: Key, center: Center = None,
+                         date_from: DateFrom = None, date_to: DateTo = None,
+                         limit: Limit = 1000, offset: Offset = 0, format: Format = "json",
+                         **filters: Any) -> Response:
         tenant = resolve_center(key, center)
         _check_limit(limit, format)
         given = {k: v for k, v in filters.items() if v is not None}
-        with request.app.state.reader.session() as s:
-            table, nxt = data.query_mart(s, name, tenant, date_from, date_to, given, limit,
-                                         offset)
+
+        def build() -> Response:
+            with request.app.state.reader.session() as s:
+                table, nxt = data.query_mart(s, name, tenant, date_from, date_to, given,
+                                             limit, offset)
+            if mart.person_level:  # read and audited on every request, never cached
+                _audit_read(request, key, table,
+                            {"center": tenant, "date_from": date_from, "date_to": date_to,
+                             "limit": limit, "offset": offset, **given})
+            return _tabular(table, format, {"mart": name, "center": tenant, "limit": limit,
+                                            "offset": offset, "next_offset": nxt})
+
         if mart.person_level:
-            _audit_read(request, key, table,
-                        {"center": tenant, "date_from": date_from, "date_to": date_to,
-                         "limit": limit, "offset": offset, **given})
-        return _tabular(table, format, {"mart": name, "center": tenant, "limit": limit,
-                                        "offset": offset, "next_offset": nxt})
+            return await run_in_threadpool(build)
+        return await _shared_read(request, (endpoint_path, tenant, date_from, date_to, limit,
+                                            offset, format, tuple(sorted(given.items()))),
+                                  build)
 
     extra = []
     for c in mart.filters:
@@ -344,11 +388,16 @@ def _add_status_routes(r: APIRouter) -> None:
            summary="Data quality and freshness per center and dataset",
            responses=_ok({"type": "object", "required": ["items"], "properties": {
                "items": {"type": "array", "items": QUALITY_ITEM}}}, "quality"))
-    def quality(request: Request, key: Key, center: Center = None,
-                date_from: DateFrom = None, date_to: DateTo = None) -> Response:
+    async def quality(request: Request, key: Key, center: Center = None,
+                      date_from: DateFrom = None, date_to: DateTo = None) -> Response:
         tenant = resolve_center(key, center)
-        with request.app.state.reader.session() as s:
-            return _json({"items": catalog.rows(data.quality(s, tenant, date_from, date_to))})
+
+        def build() -> Response:
+            with request.app.state.reader.session() as s:
+                return _json({"items": catalog.rows(data.quality(s, tenant, date_from,
+                                                                 date_to))})
+
+        return await _shared_read(request, ("/quality", tenant, date_from, date_to), build)
 
     @r.get("/feeds/status", tags=["status"], response_class=Response,
            summary="Push-feed ledger counts and lag per dataset, center and state",
@@ -387,16 +436,22 @@ _PY = {"string": str, "integer": int, "number": float, "boolean": bool, "date": 
 def _add_query_route(r: APIRouter, q: queries.NamedQuery) -> None:
     path = f"/queries/{q.name}"
 
-    def run(request: Request, key: Key, center: Center = None, limit: Annotated[
+    async def run(request: Request, key: Key, center: Center = None, limit: Annotated[
             int, Query(ge=1, le=PAGE_MAX)] = 1000, offset: Offset = 0,
             **values: Any) -> Response:
         tenant = resolve_center(key, center) or "*"
-        with request.app.state.reader.session() as s:
-            table, nxt = data._page(s, f"SELECT * FROM ({q.sql}) q",
-                                    queries.bind(q, values, tenant), limit, offset)
-        return _json({"query": q.name, "center": None if tenant == "*" else tenant,
-                      "limit": limit, "offset": offset, "next_offset": nxt,
-                      "items": catalog.rows(table)})
+        bound = queries.bind(q, values, tenant)
+
+        def build() -> Response:
+            with request.app.state.reader.session() as s:
+                table, nxt = data._page(s, f"SELECT * FROM ({q.sql}) q", bound, limit,
+                                        offset)
+            return _json({"query": q.name, "center": None if tenant == "*" else tenant,
+                          "limit": limit, "offset": offset, "next_offset": nxt,
+                          "items": catalog.rows(table)})
+
+        return await _shared_read(request, (path, limit, offset, tuple(sorted(
+            bound.items()))), build)
 
     extra = []
     for p in q.params:

@@ -422,7 +422,7 @@ def build_router() -> APIRouter:
                 raise SoapFault("unknown_operation", f"no operation {op_name!r} in {TNS}")
             args = _args(op_el)
             params = {k: v for k, v in args.items() if v}
-            key = authenticate(st.keys, st.limiter,
+            key = authenticate(st.key_cache, st.limiter,
                                presented_key(request.headers.get("authorization"),
                                              request.headers.get("x-api-key")))
             call = Call(request, key, args, params)
