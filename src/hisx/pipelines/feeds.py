@@ -62,10 +62,15 @@ LEDGER_COLUMNS = ["message_id", "dataset", "tenant", "source_key", "row_version"
 def ledger_ddl(dialect: str) -> list[str]:
     """DDL of the ledger; ``seq`` (from a sequence) is the publish order."""
     ts = "TIMESTAMP"
+    # PostgreSQL keeps the primary key (a B-tree serves the publisher's lookups). DuckDB gets
+    # none: its ART index is held in memory and grows with every message ever enqueued (GBs
+    # at city scale); uniqueness is kept by enqueue's anti-join on the columns the id is
+    # derived from, which row-group zonemaps prune to the batch's own tenant and keys.
+    pk = " PRIMARY KEY" if dialect == "postgresql" else ""
     stmts = [
         "CREATE SEQUENCE IF NOT EXISTS feed_ledger_seq",
         f"""CREATE TABLE IF NOT EXISTS feed_ledger (
-    message_id VARCHAR(36) NOT NULL PRIMARY KEY,
+    message_id VARCHAR(36) NOT NULL{pk},
     seq BIGINT NOT NULL DEFAULT nextval('feed_ledger_seq'),
     dataset VARCHAR(60) NOT NULL,
     tenant VARCHAR(40) NOT NULL,
@@ -387,16 +392,27 @@ def enqueue(wh: Warehouse, dataset: str, tenant: str, standardized: pd.DataFrame
                    "load_id VARCHAR(64), enqueued_at TIMESTAMP)")
         wh.load_arrow("stage_feed", rows.append_column("ord", pa.array(range(rows.num_rows),
                                                                        pa.int64())))
-        new = int(wh.scalar(
-            "SELECT count(DISTINCT s.message_id) FROM stage_feed s WHERE NOT EXISTS "
-            "(SELECT 1 FROM feed_ledger l WHERE l.message_id = s.message_id)") or 0)
+        if wh.dialect == "postgresql":
+            known = "l.message_id = s.message_id"
+            params: dict[str, Any] = {}
+        else:  # no index: the id's own inputs, pruned to this batch's tenant and key range
+            known = ("l.tenant = :t AND l.dataset = :d AND l.source_key BETWEEN :lo AND :hi "
+                     "AND l.source_key = s.source_key AND l.row_version = s.row_version")
+            keys = rows["source_key"]
+            params = {"t": tenant, "d": dataset, "lo": pc.min(keys).as_py(),
+                      "hi": pc.max(keys).as_py()}
+        wh.execute("DROP TABLE IF EXISTS stage_feed_new")
+        wh.execute(
+            "CREATE TEMPORARY TABLE stage_feed_new AS SELECT * FROM ("
+            "SELECT s.*, row_number() OVER (PARTITION BY s.message_id ORDER BY s.ord) AS rn "
+            f"FROM stage_feed s WHERE NOT EXISTS (SELECT 1 FROM feed_ledger l WHERE {known})"
+            ") x WHERE rn = 1", params)
+        new = int(wh.scalar("SELECT count(*) FROM stage_feed_new") or 0)
         if new:
-            wh.execute(
-                f"INSERT INTO feed_ledger ({cols}) SELECT {cols} FROM ("
-                f"SELECT s.*, row_number() OVER (PARTITION BY s.message_id ORDER BY s.ord) AS rn "
-                "FROM stage_feed s WHERE NOT EXISTS (SELECT 1 FROM feed_ledger l "
-                "WHERE l.message_id = s.message_id)) x WHERE rn = 1 ORDER BY ord "
-                "ON CONFLICT (message_id) DO NOTHING")
+            conflict = " ON CONFLICT (message_id) DO NOTHING" if wh.dialect == "postgresql" else ""
+            wh.execute(f"INSERT INTO feed_ledger ({cols}) SELECT {cols} FROM stage_feed_new "
+                       f"ORDER BY ord{conflict}")
+        wh.execute("DROP TABLE stage_feed_new")
         wh.execute("DROP TABLE stage_feed")
     dlq = int(pc.sum(pc.equal(rows["topic"], DLQ_TOPIC).cast(pa.int64())).as_py() or 0)
     log.info("feed enqueue %s/%s load=%s: %d rows, %d new, %d for the dead-letter topic",
@@ -483,12 +499,16 @@ _BOOK = """UPDATE feed_ledger SET
   replayed_at = CASE WHEN a.error IS NULL AND :replay THEN :now ELSE feed_ledger.replayed_at END,
   attempts = feed_ledger.attempts + CASE WHEN :replay THEN 1 ELSE 0 END,
   last_error = a.error
-FROM stage_feed_acks a WHERE feed_ledger.message_id = a.message_id"""
+FROM stage_feed_acks a WHERE feed_ledger.message_id = a.message_id
+  AND feed_ledger.seq BETWEEN :lo AND :hi"""
 
 
 def _book(wh: Warehouse, ids: list[str] | pa.Array, results: list[Delivery] | None,
-          replay: bool, *, acks: pa.Table | None = None) -> None:
-    """Record one batch's acknowledgements (or errors) in the ledger: one UPDATE."""
+          replay: bool, seqs: tuple[int, int], *, acks: pa.Table | None = None) -> None:
+    """Record one batch's acknowledgements (or errors) in the ledger: one UPDATE.
+
+    ``seqs`` is the batch's (first, last) ``seq``: the range lets DuckDB prune the ledger's
+    row groups instead of joining the acks against every message ever enqueued."""
     if acks is None:
         acks = pa.table({
             "message_id": pa.array(ids, pa.string()),
@@ -500,7 +520,8 @@ def _book(wh: Warehouse, ids: list[str] | pa.Array, results: list[Delivery] | No
     with wh.transaction():
         wh.execute("DELETE FROM stage_feed_acks")
         wh.load_arrow("stage_feed_acks", acks)
-        wh.execute(_BOOK, {"dlq": DLQ_TOPIC, "now": datetime.now(), "replay": replay})
+        wh.execute(_BOOK, {"dlq": DLQ_TOPIC, "now": datetime.now(), "replay": replay,
+                           "lo": seqs[0], "hi": seqs[1]})
 
 
 def _send(wh: Warehouse, cfg: FeedConfig, where: str, params: Mapping[str, Any], *,
@@ -562,7 +583,7 @@ def _send(wh: Warehouse, cfg: FeedConfig, where: str, params: Mapping[str, Any],
                                          batch["msg_key"].to_pylist(),
                                          batch["envelope"].to_pylist(), strict=True)]
             results = sink.send_batch(records)
-            _book(wh, ids, results, replay)
+            _book(wh, ids, results, replay, (seqs[0], seqs[-1]))
             stats.batches += 1
             stats.selected += len(ids)
             for r, d in zip(records, results, strict=True):
@@ -599,7 +620,8 @@ def _send_columns(wh: Warehouse, sink: Any, batch: pa.Table, prefix: str, replay
     topics = batch["topic"]
     offsets, errors = sink.send_columns(topics, values)
     n = batch.num_rows
-    _book(wh, None, None, replay, acks=pa.table({
+    seq = batch["seq"]
+    _book(wh, None, None, replay, (pc.min(seq).as_py(), pc.max(seq).as_py()), acks=pa.table({
         "message_id": batch["message_id"],
         "kafka_partition": pa.array([0] * n, pa.int32()),
         "kafka_offset": offsets,

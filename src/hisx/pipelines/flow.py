@@ -64,6 +64,7 @@ def ensure_warehouse(wh: Warehouse) -> None:
     ods.ensure_ods(wh)
     runlog.ensure_runlog(wh)
     wh.execute(DIRTY_DDL)
+    wh.execute(PERSON_KEY_CACHE_DDL)
     marts.ensure_marts(wh)
 
 
@@ -142,30 +143,66 @@ def _ods_rows(wh: Warehouse, table: str, tenant: str, load_ids: list[str]) -> pd
     return df.drop(columns=["_load_id", "_loaded_at"])
 
 
+PERSON_KEY_CACHE_DDL = """CREATE TABLE IF NOT EXISTS person_key_cache (
+    tenant VARCHAR(40) NOT NULL, patient_id BIGINT NOT NULL, row_version BIGINT NOT NULL,
+    key_id VARCHAR(64) NOT NULL, person_key VARCHAR(64) NOT NULL)"""
+
+
 def person_keys(wh: Warehouse, tenant: str, patient_ids: Iterable[int]) -> pd.DataFrame:
-    """Pseudonymous person keys for patients, computed from the ODS patient rows."""
+    """Pseudonymous person keys for patients, computed from the ODS patient rows.
+
+    A key is an HMAC of the patient's identifying fields: computed once per (patient, source
+    row version, key id) and kept in ``person_key_cache``, so the datasets that name the same
+    patients, and later runs, look it up instead of hashing again. A new row version (the
+    patient's data changed) or a rotated key (new key id) recomputes it.
+    """
     from hisx.standards import pseudonym
 
     ids = sorted({int(x) for x in patient_ids if pd.notna(x)})
     cols = ["tenant", "patient_id", "person_key"]
     if not ids:
         return pd.DataFrame(columns=cols)
+    key = pseudonym.key_from_env()
     stage = pa.table({"patient_id": pa.array(ids, pa.int64())})
     with wh.transaction():
+        wh.execute(PERSON_KEY_CACHE_DDL)
         wh.execute("DROP TABLE IF EXISTS stage_pids")
         wh.execute("CREATE TEMPORARY TABLE stage_pids (patient_id BIGINT)")
         wh.load_arrow("stage_pids", stage)
         p = wh.query_df(
-            "SELECT p.patient_id, p.id_no, p.name, p.birth_date, p.gender "
+            "SELECT p.patient_id, p.row_version, c.person_key, "
+            "CASE WHEN c.person_key IS NULL THEN p.id_no END AS id_no, "
+            "CASE WHEN c.person_key IS NULL THEN p.name END AS name, "
+            "p.birth_date, p.gender "
             "FROM ods_patients p JOIN stage_pids s ON s.patient_id = p.patient_id "
+            "LEFT JOIN person_key_cache c ON c.tenant = p.org_code AND "
+            "c.patient_id = p.patient_id AND c.row_version = p.row_version AND c.key_id = :kid "
             "WHERE p.org_code = :tenant",
-            {"tenant": tenant},
+            {"tenant": tenant, "kid": key.key_id},
         )
         wh.execute("DROP TABLE stage_pids")
-    key = pseudonym.key_from_env()
-    p["person_key"] = pseudonym.person_keys(
-        key, p["id_no"], p["name"], p["birth_date"], p["gender"]
-    )
+        miss = p["person_key"].isna()
+        if miss.any():
+            m = p[miss]
+            computed = pseudonym.person_keys(key, m["id_no"], m["name"], m["birth_date"],
+                                             m["gender"])
+            p.loc[miss, "person_key"] = computed
+            fresh = pa.table({
+                "tenant": pa.array([tenant] * len(m), pa.string()),
+                "patient_id": pa.array(m["patient_id"].astype("int64"), pa.int64()),
+                "row_version": pa.array(m["row_version"].astype("int64"), pa.int64()),
+                "key_id": pa.array([key.key_id] * len(m), pa.string()),
+                "person_key": pa.array(computed, pa.string())})
+            wh.execute("DROP TABLE IF EXISTS stage_pk_fresh")
+            wh.execute("CREATE TEMPORARY TABLE stage_pk_fresh (tenant VARCHAR(40), "
+                       "patient_id BIGINT, row_version BIGINT, key_id VARCHAR(64), "
+                       "person_key VARCHAR(64))")
+            wh.load_arrow("stage_pk_fresh", fresh)
+            wh.execute("DELETE FROM person_key_cache WHERE tenant = :t AND patient_id IN "
+                       "(SELECT patient_id FROM stage_pk_fresh)", {"t": tenant})
+            wh.execute("INSERT INTO person_key_cache SELECT tenant, patient_id, row_version, "
+                       "key_id, person_key FROM stage_pk_fresh")
+            wh.execute("DROP TABLE stage_pk_fresh")
     p["tenant"] = tenant
     return p[cols]
 
@@ -248,11 +285,14 @@ def _existing_keys(wh: Warehouse, spec, tenant: str, df: pd.DataFrame) -> pd.Dat
 
 
 def _prepare(wh: Warehouse, spec, tenant: Tenant, now: datetime, load_id: str) -> dict | None:
+    from hisx.pipelines.standardize import NEEDS_PERSON_KEYS
+
     loads = runlog.pending_loads(wh, spec.name, spec.source_table, tenant.org_code)
     if not loads:
         return None
     df = _ods_rows(wh, spec.source_table, tenant.org_code, loads)
-    keys = person_keys(wh, tenant.org_code, df["patient_id"]) if "patient_id" in df else None
+    keys = (person_keys(wh, tenant.org_code, df["patient_id"])
+            if spec.name in NEEDS_PERSON_KEYS else None)
     existing = _existing_keys(wh, spec, tenant.org_code, df)
     args = dict(dataset=spec.name, df=df, tenant=tenant.org_code, vendor=tenant.vendor,
                 load_id=load_id, now=now, person_keys=keys, existing_keys=existing)

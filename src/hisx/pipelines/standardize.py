@@ -488,6 +488,10 @@ def _contract(b: _Batch, ctx: dict[str, Any]) -> None:
     b.code("status", "contract_status", "status_code", required=True)
 
 
+#: the datasets whose builders look rows' patients up (``_Batch.person``): only they need the
+#: ``person_keys`` table, computed by the caller from the patients' source rows
+NEEDS_PERSON_KEYS = frozenset({"outpatient_visit", "chronic_followup", "family_contract"})
+
 BUILDERS: dict[str, Callable[[_Batch, dict[str, Any]], None]] = {
     "person": _person, "outpatient_visit": _visit, "diagnosis": _diagnosis,
     "prescription": _prescription, "prescription_item": _prescription_item,
