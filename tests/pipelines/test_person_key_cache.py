@@ -1,0 +1,76 @@
+"""Person keys come from the cache only while the patient's source row and the key are the
+ones they were computed from: equal to a fresh computation, recomputed after a change."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from hisx.connectors.warehouse import Warehouse
+from hisx.pipelines import flow
+from hisx.simulator import simulate
+from hisx.standards import pseudonym
+
+
+@pytest.fixture()
+def wh(tmp_path, monkeypatch):
+    monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
+    url = f"sqlite:///{tmp_path / 'his.sqlite'}"
+    simulate(url, centers=1, months=1, visits_per_month=600, seed=7, start=date(2026, 8, 1),
+             progress=False)
+    engine = sa.create_engine(url)
+    with Warehouse.from_url(f"duckdb:///{tmp_path / 'wh.duckdb'}") as w:
+        flow.ensure_warehouse(w)
+        tenants = flow.discover_tenants(engine)
+        flow.extract(engine, w, source="his", tenants=tenants)
+        w.tenant = tenants[0].org_code
+        yield w
+    engine.dispose()
+
+
+def fresh(wh: Warehouse, tenant: str, ids: list[int]) -> dict[int, str]:
+    """Keys computed from the ODS rows now, without the cache."""
+    p = wh.query_df("SELECT patient_id, id_no, name, birth_date, gender FROM ods_patients "
+                    "WHERE org_code = :t", {"t": tenant})
+    p = p[p["patient_id"].isin(ids)]
+    keys = pseudonym.person_keys(pseudonym.key_from_env(), p["id_no"], p["name"],
+                                 p["birth_date"], p["gender"])
+    return dict(zip(p["patient_id"].astype(int), keys, strict=True))
+
+
+def as_dict(df: pd.DataFrame) -> dict[int, str]:
+    return dict(zip(df["patient_id"].astype(int), df["person_key"], strict=True))
+
+
+def test_cached_keys_equal_fresh_ones_and_follow_changes(wh, monkeypatch) -> None:
+    t = wh.tenant
+    ids = [int(x) for x in wh.query_df("SELECT patient_id FROM ods_patients WHERE org_code = :t "
+                                       "ORDER BY patient_id LIMIT 50", {"t": t})["patient_id"]]
+    first = as_dict(flow.person_keys(wh, t, ids))
+    assert first == fresh(wh, t, ids)
+    assert wh.scalar("SELECT count(*) FROM person_key_cache WHERE tenant = :t", {"t": t}) == 50
+    # served from the cache: the second call reads the same keys
+    assert as_dict(flow.person_keys(wh, t, ids)) == first
+
+    # the source row of one patient changes (new row version, new name, no valid ID): the
+    # cached key of the old version is not used
+    victim = ids[0]
+    wh.execute("UPDATE ods_patients SET id_no = NULL, name = 'X' || name, "
+               "row_version = row_version + 1000000 WHERE org_code = :t AND patient_id = :p",
+               {"t": t, "p": victim})
+    after = as_dict(flow.person_keys(wh, t, ids))
+    assert after == fresh(wh, t, ids)
+    assert after[victim] != first[victim]
+    assert {k: v for k, v in after.items() if k != victim} == {
+        k: v for k, v in first.items() if k != victim}
+    assert wh.scalar("SELECT count(*) FROM person_key_cache WHERE tenant = :t AND "
+                     "patient_id = :p", {"t": t, "p": victim}) == 1
+
+    # a rotated key: every key is recomputed under the new key id
+    monkeypatch.setenv("HISX_PSEUDO_KEY", "another-key-bbbbbbbbbbbbbbbbbbbbbbbb")
+    rotated = as_dict(flow.person_keys(wh, t, ids))
+    assert rotated == fresh(wh, t, ids)
+    assert not set(rotated.values()) & set(after.values())
