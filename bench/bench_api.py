@@ -8,12 +8,20 @@ runs wrk against
 * ``records``: 100 ``outpatient_visit`` records of one center and day (person-level, so each
   request also appends an audit row);
 
-at 1/16/64 connections, ``--seconds`` each, for both DuckDB read modes: ``shared`` (one
-read-only connection, a cursor per request) and ``per_request`` (open read-only per request,
-the default, which lets the pipeline write between requests). Prints JSON: requests/s, p50 and
-p99 latency (ms), and the per_request/shared ratio of p50.
+at 1/16/64 connections, ``--seconds`` each, in three server configurations:
 
-    .venv/bin/python bench/bench_api.py [--visits 18000] [--seconds 5]
+* ``per_request``: the default — DuckDB opened read-only per query (the pipeline can write
+  between requests) and the response cache on (a mart page is computed once per warehouse
+  version; records are person-level, so read and audited on every request);
+* ``per_request_nocache``: the baseline — the same with ``HISX_API_CACHE_SECONDS=0``;
+* ``shared_nocache``: one read-only connection for the server's life, no cache (the fastest
+  uncached read; the pipeline cannot write meanwhile).
+
+The whole matrix runs ``--repeats`` times (configurations interleaved, a fresh server each
+time); every cell is the median of the repeats (``*_runs`` hold each run). Prints JSON:
+requests/s, p50 and p99 latency (ms), and the default/baseline ratios.
+
+    .venv/bin/python bench/bench_api.py [--visits 18000] [--seconds 5] [--repeats 3]
 Needs wrk (Debian package ``wrk``).
 """
 
@@ -26,6 +34,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,11 +112,21 @@ def run_wrk(url: str, key: str, conns: int, seconds: int) -> dict[str, float]:
             else 0}
 
 
+def _median(runs: list[dict[str, float]]) -> dict[str, float | list[float]]:
+    """Median of each figure over the repeats, with every run's rps and p99 kept."""
+    out: dict[str, float | list[float]] = {
+        k: round(statistics.median(r[k] for r in runs), 2) for k in runs[0]}
+    out["rps_runs"] = [r["rps"] for r in runs]
+    out["p99_ms_runs"] = [r["p99_ms"] for r in runs]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--visits", type=int, default=18000)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--conns", default="1,16,64")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install -y wrk")
@@ -125,28 +144,45 @@ def main() -> None:
         "records": "/api/v1/records/outpatient_visit?date_from=2026-08-05&date_to=2026-08-05"
                    "&limit=100",
     }
-    results: dict[str, dict] = {}
-    for mode in ("shared", "per_request"):
-        env = {**os.environ, "HISX_WAREHOUSE_URL": wh_url, "HISX_API_DB": str(
-            tmp / "keys.sqlite"), "HISX_API_DUCKDB_MODE": mode}
-        port = free_port()
-        proc = start_server(env, port)
-        try:
-            for name, path in targets.items():
-                for c in [int(x) for x in args.conns.split(",")]:
-                    results.setdefault(mode, {}).setdefault(name, {})[str(c)] = run_wrk(
-                        f"http://127.0.0.1:{port}{path}", key, c, args.seconds)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-    ratio = {n: {c: round(results["per_request"][n][c]["p50_ms"]
-                          / max(results["shared"][n][c]["p50_ms"], 1e-6), 2)
-                 for c in results["shared"][n]} for n in targets}
+    configs = {"per_request": {"HISX_API_DUCKDB_MODE": "per_request"},
+               "per_request_nocache": {"HISX_API_DUCKDB_MODE": "per_request",
+                                       "HISX_API_CACHE_SECONDS": "0"},
+               "shared_nocache": {"HISX_API_DUCKDB_MODE": "shared",
+                                  "HISX_API_CACHE_SECONDS": "0"}}
+    conns = [int(x) for x in args.conns.split(",")]
+    runs: dict[str, dict[str, dict[str, list[dict[str, float]]]]] = {}
+    for _ in range(args.repeats):
+        for config, extra in configs.items():
+            env = {**{k: v for k, v in os.environ.items() if not k.startswith("HISX_API_")},
+                   "HISX_WAREHOUSE_URL": wh_url, "HISX_API_DB": str(tmp / "keys.sqlite"),
+                   **extra}
+            port = free_port()
+            proc = start_server(env, port)
+            try:
+                for name, path in targets.items():
+                    for c in conns:
+                        runs.setdefault(config, {}).setdefault(name, {}).setdefault(
+                            str(c), []).append(run_wrk(f"http://127.0.0.1:{port}{path}", key,
+                                                       c, args.seconds))
+            finally:
+                proc.terminate()
+                proc.wait(10)
+    results = {cfg: {n: {c: _median(rs) for c, rs in v.items()} for n, v in t.items()}
+               for cfg, t in runs.items()}
+
+    def ratio(field: str, a: str = "per_request_nocache", b: str = "per_request"
+              ) -> dict[str, dict[str, float]]:
+        return {n: {c: round(results[a][n][c][field] / max(results[b][n][c][field], 1e-6), 2)
+                    for c in results["per_request"][n]} for n in targets}
+
     print(json.dumps({
         "bench": "api", "date": date.today().isoformat(), "machine": platform.platform(),
         "cpus": os.cpu_count(), "visits_per_center_month": args.visits, "seconds": args.seconds,
-        "world_build_s": round(build_s, 1), "targets": targets, "results": results,
-        "p50_ratio_per_request_vs_shared": ratio,
+        "repeats": args.repeats, "world_build_s": round(build_s, 1), "targets": targets,
+        "configs": configs, "results": results,
+        "p50_speedup_default_vs_nocache": ratio("p50_ms"),
+        "p99_speedup_default_vs_nocache": ratio("p99_ms"),
+        "rps_ratio_default_vs_nocache": ratio("rps", "per_request", "per_request_nocache"),
         "target_p99_lt_50ms_at_16_mart_default_mode":
             results["per_request"]["mart"].get("16", {}).get("p99_ms", 1e9) < 50,
     }, indent=2))
