@@ -36,7 +36,11 @@ test: venv system-deps
 ui: venv
 	bash scripts/ui.sh
 
-bench: venv system-deps
+$(VENV)/.bench-stamp: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: venv system-deps $(VENV)/.bench-stamp
 	@dpkg -s wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 	bash scripts/bench.sh
 

@@ -343,7 +343,7 @@ def main() -> None:
     if a.incremental:
         from bench_city_incremental import incremental
 
-        out["incremental"] = incremental(rig, src, src_file)
+        out["incremental"] = incremental(rig, src, reps=a.reps)
     print(json.dumps(out, indent=2))
 
 

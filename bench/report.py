@@ -88,6 +88,10 @@ def _summary(name: str, d: dict) -> list[str]:
                 "quarantines, writes the feed ledger and loads every mart; the naive copy none",
                 f"- peak RSS: hisx {d['peak_rss_mb']['hisx']['median']:.0f} MB, naive "
                 f"{d['peak_rss_mb']['naive']['median']:.0f} MB"]
+    if name == "city":
+        return _city(d)
+    if name == "growth":
+        return _growth(d)
     if name == "api":
         rows = ["| mode | query | conns | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
         for mode, v in d["results"].items():
@@ -99,6 +103,42 @@ def _summary(name: str, d: dict) -> list[str]:
         return rows + ["", f"Target p99 < 50 ms at 16 connections (mart, default mode): "
                            f"**{'met' if met else 'not met'}**."]
     return []
+
+
+def _city(d: dict) -> list[str]:
+    src = d["source"]
+    out = [f"- source: {src['total_rows']:,} rows, {src['centers']} centers × 1 month "
+           f"({src['rows'].get('registrations', 0):,} visits), read from the hot standby; "
+           f"median of {d['reps']}",
+           "", "| variant | rows/s (median, min–max) | seconds | peak RSS MB | longest source txn s |",
+           "|---|---|---|---|---|"]
+    for v, r in d["results"].items():
+        rs = r["rows_per_s"]
+        out.append(f"| {v} | {rs['median']:,} ({rs['min']:,}–{rs['max']:,}) | "
+                   f"{r['total_s']['median']} | {r['peak_rss_mb']['median']:.0f} | "
+                   f"{r['longest_txn_s']} |")
+    out += ["", "| ratio | value |", "|---|---|"]
+    out += [f"| {k} | {v} |" for k, v in d["ratios"].items()]
+    inc = d.get("incremental")
+    if inc:
+        h, z = inc["hour"], inc["no_change"]
+        out += ["", f"- incremental hour ({h['visits_in_hour']:,} visits, {h['rows_read']:,} rows, "
+                f"{h['published']:,} messages): **{h['total_s']['median']} s** end to end "
+                f"(min {h['total_s']['min']}, max {h['total_s']['max']}; target < 30 s)",
+                f"- no-change cycle over {src['centers']} centers: **{z['total_s']['median']} s** "
+                f"(min {z['total_s']['min']}, max {z['total_s']['max']}; target < 5 s)"]
+    return out
+
+
+def _growth(d: dict) -> list[str]:
+    out = [f"![growth curve]({d['png']})", "",
+           "| centers | rows | COPY s | hisx s | hisx rows/s | share of COPY | peak RSS MB | "
+           "s/row vs smallest | longest txn s |", "|---|---|---|---|---|---|---|---|---|"]
+    for p in d["points"]:
+        out.append(f"| {p['centers']} | {p['rows']:,} | {p['copy_s']} | {p['hisx_s']} | "
+                   f"{p['hisx_rows_per_s']:,} | {p['share_of_copy']} | {p['hisx_rss_mb']} | "
+                   f"{p['sec_per_row_vs_smallest']} | {p['longest_txn_s']} |")
+    return out
 
 
 def main(results_dir: str) -> None:

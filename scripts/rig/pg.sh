@@ -37,6 +37,17 @@ pg_up() {
     export HISX_PG_RIG_STARTED=0
     return 0
   fi
+  if [ "${HISX_PG_RIG_KEEP:-0}" = 1 ] && [ -f "$pri/PG_VERSION" ] && [ -f "$sby/standby.signal" ]; then
+    # a kept rig (make bench: the cached city sources live in it): start it as it was
+    for d in "$pri" "$sby"; do
+      [ -f "$d/postmaster.pid" ] && _pg_as "$PG_BIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1
+    done
+    _pg_as "$PG_BIN/pg_ctl" -D "$pri" -l "$base/primary.log" -w start >/dev/null
+    _pg_as "$PG_BIN/pg_ctl" -D "$sby" -l "$base/standby.log" -w start >/dev/null
+    export HISX_PG_RIG_STARTED=1
+    echo "rig pg: restarted the kept primary :$HISX_PG_PRIMARY_PORT + standby :$HISX_PG_STANDBY_PORT under $base"
+    return 0
+  fi
   for d in "$sby" "$pri"; do  # leftovers of a crashed run
     [ -f "$d/postmaster.pid" ] && _pg_as "$PG_BIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1
   done
