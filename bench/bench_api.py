@@ -18,7 +18,8 @@ at 1/16/64 connections, ``--seconds`` each, in three server configurations:
   uncached read; the pipeline cannot write meanwhile).
 
 The whole matrix runs ``--repeats`` times (configurations interleaved, a fresh server each
-time); every cell is the median of the repeats (``*_runs`` hold each run). Prints JSON:
+time, warmed by one unmeasured second of wrk per target); every cell is the median of the
+repeats (``*_runs`` hold each run). Prints JSON:
 requests/s, p50 and p99 latency (ms), and the default/baseline ratios.
 
     .venv/bin/python bench/bench_api.py [--visits 18000] [--seconds 5] [--repeats 3]
@@ -159,6 +160,8 @@ def main() -> None:
             port = free_port()
             proc = start_server(env, port)
             try:
+                for path in targets.values():  # warm-up, not measured: first-request costs
+                    run_wrk(f"http://127.0.0.1:{port}{path}", key, 4, 1)
                 for name, path in targets.items():
                     for c in conns:
                         runs.setdefault(config, {}).setdefault(name, {}).setdefault(
