@@ -139,6 +139,27 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Re-read one center from the source's first row version (idempotent)."""
+    import dagster as dg
+
+    from hisx.orchestration.backfill import backfill_center
+
+    s = Settings.from_env()
+    ensure_demo_pseudo_key(s.home)
+    os.environ.setdefault("DAGSTER_HOME", str(s.dagster_home))
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with dg.DagsterInstance.get() as instance:
+        r = backfill_center(instance, args.center, args.source)
+    print(f"backfill {r.center} from source {r.source}: forgot {r.reset.ods_rows} ODS rows and "
+          f"{r.reset.cursors} cursors; ingest run {r.run_id} "
+          f"{'succeeded' if r.success else 'FAILED'}; removed "
+          f"{sum(x.std_rows + x.quarantine_rows for x in r.pruned)} std/quarantine rows gone "
+          f"from the source; {time.perf_counter() - t0:.1f} s")
+    return 0 if r.success else 1
+
+
 def cmd_dictionary(args: argparse.Namespace) -> int:
     from hisx.standards.dictionary import write_dictionary
 
@@ -179,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--tenant", help="one center's org_code (default: all)")
     q.add_argument("--limit", type=int, default=100)
     q.set_defaults(func=cmd_quarantine)
+
+    bf = sub.add_parser("backfill", help="re-read one center from the source's first row "
+                        "version through the ingest job (idempotent)")
+    bf.add_argument("--center", required=True, help="the center's org_code")
+    bf.add_argument("--source", help="the source serving it (default: found from the config)")
+    bf.set_defaults(func=cmd_backfill)
 
     std = sub.add_parser("standards", help="the data standard: data dictionary")
     std_sub = std.add_subparsers(dest="what", required=True)
