@@ -108,6 +108,19 @@ def test_cache_serves_hits_and_never_stale_data_after_a_write(own) -> None:
     assert _visits(own, own.mine_key) == before
 
 
+def test_a_hit_replays_the_same_response_in_every_format(own) -> None:
+    _settle(own.path)
+    for fmt in ("json", "csv", "parquet"):
+        p = {**MONTH, "format": fmt, "limit": 10}
+        miss, hit = (own.client.get(MART, params=p, headers=own.h(own.mine_key))
+                     for _ in range(2))
+        assert miss.status_code == hit.status_code == 200
+        assert hit.content == miss.content and len(miss.content) > 0
+        for h in ("content-type", "content-length", "x-next-offset"):
+            assert hit.headers.get(h) == miss.headers.get(h)
+    assert own.cache.hits == 3 and own.cache.stores == 3
+
+
 def test_centers_and_named_queries_follow_the_warehouse(own) -> None:
     _settle(own.path)
     q = "/api/v1/queries/visits_by_department"
