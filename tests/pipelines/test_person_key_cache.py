@@ -74,3 +74,25 @@ def test_cached_keys_equal_fresh_ones_and_follow_changes(wh, monkeypatch) -> Non
     rotated = as_dict(flow.person_keys(wh, t, ids))
     assert rotated == fresh(wh, t, ids)
     assert not set(rotated.values()) & set(after.values())
+
+
+def test_keys_cached_by_the_person_dataset_equal_fresh_ones(wh) -> None:
+    from datetime import datetime
+
+    t = wh.tenant
+    tenant = flow.Tenant(t, wh.scalar("SELECT DISTINCT his_vendor FROM ods_organizations "
+                                      "WHERE org_code = :t", {"t": t}))
+    (st,) = flow.standardize_tenants(wh, "person", [tenant], now=datetime(2027, 1, 1))
+    cached = wh.query_df("SELECT patient_id, person_key FROM person_key_cache WHERE tenant = :t",
+                         {"t": t})
+    assert len(cached) == st.standardized > 0  # every standardized patient, nothing else
+    assert as_dict(cached) == fresh(wh, t, [int(x) for x in cached["patient_id"]])
+    # the visits then find every key in the cache: nothing is hashed again
+    ids = [int(x) for x in wh.query_df("SELECT DISTINCT patient_id FROM ods_registrations")
+           ["patient_id"].dropna()]
+    before = set(map(tuple, wh.query_df("SELECT * FROM person_key_cache").itertuples(index=False)))
+    keys = flow.person_keys(wh, t, ids)
+    assert as_dict(keys) == fresh(wh, t, ids)
+    after = set(map(tuple, wh.query_df("SELECT * FROM person_key_cache").itertuples(index=False)))
+    assert before <= after  # only patients the person dataset quarantined were added
+    assert len(after - before) == len(set(ids) - set(cached["patient_id"].astype(int)))

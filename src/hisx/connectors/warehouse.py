@@ -140,6 +140,12 @@ class DuckDBWarehouse(Warehouse):
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]?i?B", threshold):
             raise ValueError(f"HISX_DUCKDB_CHECKPOINT must be a size like 1GB, not {threshold!r}")
         self.con.execute(f"SET checkpoint_threshold = '{threshold}'")
+        # DuckDB's buffer pool defaults to 80 % of RAM and keeps what it read: bounded here so
+        # the pipeline's peak RSS stays flat as the warehouse grows (operators spill to disk).
+        limit = os.environ.get("HISX_DUCKDB_MEMORY", "512MB")
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]?i?B", limit):
+            raise ValueError(f"HISX_DUCKDB_MEMORY must be a size like 512MB, not {limit!r}")
+        self.con.execute(f"SET memory_limit = '{limit}'")
         self._depth = 0
 
     @staticmethod

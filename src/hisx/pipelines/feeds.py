@@ -364,6 +364,39 @@ def build_ledger_rows(dataset: str, tenant: str, standardized: pd.DataFrame, loa
     })
 
 
+def _enqueue_dedup(wh: Warehouse, rows: pa.Table, scope: dict[str, Any]) -> int:
+    """Insert the rows whose message id is not in the ledger yet (first of each id wins)."""
+    cols = ", ".join(LEDGER_COLUMNS)
+    wh.execute("DROP TABLE IF EXISTS stage_feed")
+    wh.execute("CREATE TEMPORARY TABLE stage_feed (ord BIGINT, message_id VARCHAR(36), "
+               "dataset VARCHAR(60), tenant VARCHAR(40), source_key BIGINT, "
+               "row_version BIGINT, business_time TIMESTAMP, topic VARCHAR(200), "
+               "msg_key VARCHAR(120), envelope TEXT, reasons TEXT, state VARCHAR(8), "
+               "load_id VARCHAR(64), enqueued_at TIMESTAMP)")
+    wh.load_arrow("stage_feed", rows.append_column("ord", pa.array(range(rows.num_rows),
+                                                                   pa.int64())))
+    if wh.dialect == "postgresql":
+        known, params = "l.message_id = s.message_id", {}
+    else:  # no index: the id's own inputs, pruned to this batch's tenant and key range
+        known = ("l.tenant = :t AND l.dataset = :d AND l.source_key BETWEEN :lo AND :hi "
+                 "AND l.source_key = s.source_key AND l.row_version = s.row_version")
+        params = scope
+    wh.execute("DROP TABLE IF EXISTS stage_feed_new")
+    wh.execute(
+        "CREATE TEMPORARY TABLE stage_feed_new AS SELECT * FROM ("
+        "SELECT s.*, row_number() OVER (PARTITION BY s.message_id ORDER BY s.ord) AS rn "
+        f"FROM stage_feed s WHERE NOT EXISTS (SELECT 1 FROM feed_ledger l WHERE {known})"
+        ") x WHERE rn = 1", params)
+    new = int(wh.scalar("SELECT count(*) FROM stage_feed_new") or 0)
+    if new:
+        conflict = " ON CONFLICT (message_id) DO NOTHING" if wh.dialect == "postgresql" else ""
+        wh.execute(f"INSERT INTO feed_ledger ({cols}) SELECT {cols} FROM stage_feed_new "
+                   f"ORDER BY ord{conflict}")
+    wh.execute("DROP TABLE stage_feed_new")
+    wh.execute("DROP TABLE stage_feed")
+    return new
+
+
 def enqueue(wh: Warehouse, dataset: str, tenant: str, standardized: pd.DataFrame,
             load_id: str, *, contract_: Contract | None = None,
             rows: pa.Table | None = None) -> int:
@@ -382,38 +415,18 @@ def enqueue(wh: Warehouse, dataset: str, tenant: str, standardized: pd.DataFrame
     order = pc.sort_indices(rows, [("source_key", "ascending"),
                                            ("row_version", "ascending")])
     rows = rows.take(order)
-    cols = ", ".join(LEDGER_COLUMNS)
+    keys = rows["source_key"]
+    scope = {"t": tenant, "d": dataset, "lo": pc.min(keys).as_py(), "hi": pc.max(keys).as_py()}
     with wh.transaction():
-        wh.execute("DROP TABLE IF EXISTS stage_feed")
-        wh.execute("CREATE TEMPORARY TABLE stage_feed (ord BIGINT, message_id VARCHAR(36), "
-                   "dataset VARCHAR(60), tenant VARCHAR(40), source_key BIGINT, "
-                   "row_version BIGINT, business_time TIMESTAMP, topic VARCHAR(200), "
-                   "msg_key VARCHAR(120), envelope TEXT, reasons TEXT, state VARCHAR(8), "
-                   "load_id VARCHAR(64), enqueued_at TIMESTAMP)")
-        wh.load_arrow("stage_feed", rows.append_column("ord", pa.array(range(rows.num_rows),
-                                                                       pa.int64())))
-        if wh.dialect == "postgresql":
-            known = "l.message_id = s.message_id"
-            params: dict[str, Any] = {}
-        else:  # no index: the id's own inputs, pruned to this batch's tenant and key range
-            known = ("l.tenant = :t AND l.dataset = :d AND l.source_key BETWEEN :lo AND :hi "
-                     "AND l.source_key = s.source_key AND l.row_version = s.row_version")
-            keys = rows["source_key"]
-            params = {"t": tenant, "d": dataset, "lo": pc.min(keys).as_py(),
-                      "hi": pc.max(keys).as_py()}
-        wh.execute("DROP TABLE IF EXISTS stage_feed_new")
-        wh.execute(
-            "CREATE TEMPORARY TABLE stage_feed_new AS SELECT * FROM ("
-            "SELECT s.*, row_number() OVER (PARTITION BY s.message_id ORDER BY s.ord) AS rn "
-            f"FROM stage_feed s WHERE NOT EXISTS (SELECT 1 FROM feed_ledger l WHERE {known})"
-            ") x WHERE rn = 1", params)
-        new = int(wh.scalar("SELECT count(*) FROM stage_feed_new") or 0)
-        if new:
-            conflict = " ON CONFLICT (message_id) DO NOTHING" if wh.dialect == "postgresql" else ""
-            wh.execute(f"INSERT INTO feed_ledger ({cols}) SELECT {cols} FROM stage_feed_new "
-                       f"ORDER BY ord{conflict}")
-        wh.execute("DROP TABLE stage_feed_new")
-        wh.execute("DROP TABLE stage_feed")
+        # a first sight of these keys (a backfill, new rows): nothing to deduplicate against,
+        # the rows go straight in; otherwise the anti-join below
+        fresh = not wh.scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM feed_ledger WHERE tenant = :t AND dataset = :d "
+            "AND source_key BETWEEN :lo AND :hi LIMIT 1) x", scope)
+        if fresh and pc.count_distinct(rows["message_id"]).as_py() == rows.num_rows:
+            new = wh.load_arrow("feed_ledger", rows.select(LEDGER_COLUMNS))
+        else:
+            new = _enqueue_dedup(wh, rows, scope)
     dlq = int(pc.sum(pc.equal(rows["topic"], DLQ_TOPIC).cast(pa.int64())).as_py() or 0)
     log.info("feed enqueue %s/%s load=%s: %d rows, %d new, %d for the dead-letter topic",
              dataset, tenant, load_id, rows.num_rows, new, dlq)

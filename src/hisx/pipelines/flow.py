@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from hisx.connectors.source import TableReader
@@ -187,36 +188,46 @@ def person_keys(wh: Warehouse, tenant: str, patient_ids: Iterable[int]) -> pd.Da
             computed = pseudonym.person_keys(key, m["id_no"], m["name"], m["birth_date"],
                                              m["gender"])
             p.loc[miss, "person_key"] = computed
-            fresh = pa.table({
-                "tenant": pa.array([tenant] * len(m), pa.string()),
-                "patient_id": pa.array(m["patient_id"].astype("int64"), pa.int64()),
-                "row_version": pa.array(m["row_version"].astype("int64"), pa.int64()),
-                "key_id": pa.array([key.key_id] * len(m), pa.string()),
-                "person_key": pa.array(computed, pa.string())})
-            wh.execute("DROP TABLE IF EXISTS stage_pk_fresh")
-            wh.execute("CREATE TEMPORARY TABLE stage_pk_fresh (tenant VARCHAR(40), "
-                       "patient_id BIGINT, row_version BIGINT, key_id VARCHAR(64), "
-                       "person_key VARCHAR(64))")
-            wh.load_arrow("stage_pk_fresh", fresh)
-            wh.execute("DELETE FROM person_key_cache WHERE tenant = :t AND patient_id IN "
-                       "(SELECT patient_id FROM stage_pk_fresh)", {"t": tenant})
-            wh.execute("INSERT INTO person_key_cache SELECT tenant, patient_id, row_version, "
-                       "key_id, person_key FROM stage_pk_fresh")
-            wh.execute("DROP TABLE stage_pk_fresh")
+            _cache_person_keys(wh, tenant, pd.DataFrame({
+                "source_key": m["patient_id"], "row_version": m["row_version"],
+                "key_id": key.key_id, "person_key": computed}))
     p["tenant"] = tenant
     return p[cols]
+
+
+def _cache_person_keys(wh: Warehouse, tenant: str, std: pd.DataFrame) -> None:
+    """The person keys the ``person`` dataset just computed, for the datasets that follow."""
+    if not len(std) or not {"source_key", "row_version", "key_id", "person_key"} <= set(std):
+        return
+    fresh = pa.table({
+        "tenant": pa.array([tenant] * len(std), pa.string()),
+        "patient_id": pa.array(std["source_key"].astype("int64"), pa.int64()),
+        "row_version": pa.array(std["row_version"].astype("int64"), pa.int64()),
+        "key_id": pa.array(std["key_id"].astype(str), pa.string()),
+        "person_key": pa.array(std["person_key"].astype(str), pa.string())})
+    wh.execute(PERSON_KEY_CACHE_DDL)
+    wh.execute("DROP TABLE IF EXISTS stage_pk_fresh")
+    wh.execute("CREATE TEMPORARY TABLE stage_pk_fresh (tenant VARCHAR(40), patient_id BIGINT, "
+               "row_version BIGINT, key_id VARCHAR(64), person_key VARCHAR(64))")
+    wh.load_arrow("stage_pk_fresh", fresh)
+    wh.execute("DELETE FROM person_key_cache WHERE tenant = :t AND patient_id IN "
+               "(SELECT patient_id FROM stage_pk_fresh)", {"t": tenant})
+    wh.execute("INSERT INTO person_key_cache SELECT tenant, patient_id, row_version, key_id, "
+               "person_key FROM stage_pk_fresh")
+    wh.execute("DROP TABLE stage_pk_fresh")
 
 
 def _mark_dirty(wh: Warehouse, dataset: str, tenant: str, dates: Iterable[object]) -> None:
     """Record the business days whose marts must be re-loaded (only if a mart reads them)."""
     if not any(dataset in deps for deps in marts.MART_DEPS.values()):
         return
-    days = sorted({pd.Timestamp(d).date() for d in dates if pd.notna(d)})
-    if days:
+    ts = pd.to_datetime(pd.Series(dates), errors="coerce").dropna()
+    days = pd.Series(ts.dt.normalize().unique()).sort_values()
+    if len(days):
         n = len(days)
         wh.load_arrow("mart_dirty", pa.table({
             "dataset": [dataset] * n, "tenant": [tenant] * n,
-            "business_date": pa.array(days, pa.date32())}))
+            "business_date": pa.array(days.dt.date.tolist(), pa.date32())}))
 
 
 def _to_arrow(df: pd.DataFrame, columns: list[str]) -> pa.Table:
@@ -349,6 +360,9 @@ def _write_std(wh, spec, tenant, pk, df, res, schema, load_id, loads, stats, led
     dataset = spec.name
     std = std_table(dataset)
     keys = pa.table({"source_key": pa.array(df[pk].astype("int64").tolist(), pa.int64())})
+    # the batch's key range: DuckDB skips the std row groups that cannot hold these keys
+    rng = {"t": tenant, "lo": pc.min(keys["source_key"]).as_py(),
+           "hi": pc.max(keys["source_key"]).as_py()}
     q = res.quarantined.copy()
     if len(q):
         q["reasons"] = q["reasons"].map(lambda rs: json.dumps(list(rs), ensure_ascii=False))
@@ -360,22 +374,24 @@ def _write_std(wh, spec, tenant, pk, df, res, schema, load_id, loads, stats, led
         wh.execute("DROP TABLE IF EXISTS stage_keys")
         wh.execute("CREATE TEMPORARY TABLE stage_keys (source_key BIGINT)")
         wh.load_arrow("stage_keys", keys)
-        old_dates = wh.query_df(
-            f"SELECT DISTINCT business_date FROM {std} WHERE tenant = :t AND source_key IN "
-            "(SELECT source_key FROM stage_keys)", {"t": tenant})
-        wh.execute(f"DELETE FROM {std} WHERE tenant = :t AND source_key IN "
-                   "(SELECT source_key FROM stage_keys)", {"t": tenant})
+        in_batch = ("tenant = :t AND source_key BETWEEN :lo AND :hi AND source_key IN "
+                    "(SELECT source_key FROM stage_keys)")
+        old_dates = wh.query_df(f"SELECT DISTINCT business_date FROM {std} WHERE {in_batch}", rng)
+        wh.execute(f"DELETE FROM {std} WHERE {in_batch}", rng)
         wh.execute("DELETE FROM quarantine WHERE dataset = :d AND tenant = :t AND source_key IN "
                    "(SELECT source_key FROM stage_keys)", {"d": dataset, "t": tenant})
         wh.load_arrow(std, _to_arrow(res.standardized.copy(), std_columns(schema)))
         if len(q):
             wh.load_arrow("quarantine", _to_arrow(q, qcols))
         wh.execute("DROP TABLE stage_keys")
+        if dataset == "person":
+            _cache_person_keys(wh, tenant, res.standardized)
         # the feed outbox is written in the same transaction as the rows it describes
         feeds.enqueue(wh, dataset, tenant, res.standardized, load_id, rows=ledger)
         # days of the old versions, the new ones, and the quarantined rows (for DQ marts)
-        _mark_dirty(wh, dataset, tenant, list(old_dates["business_date"]) +
-                    list(pd.to_datetime(df[spec.business_time], errors="coerce")))
+        _mark_dirty(wh, dataset, tenant, pd.concat([
+            pd.to_datetime(old_dates["business_date"], errors="coerce"),
+            pd.to_datetime(df[spec.business_time], errors="coerce")], ignore_index=True))
         runlog.log_std(wh, load_id=load_id, dataset=dataset, tenant=tenant,
                        rows_in=stats.rows_in, standardized=stats.standardized,
                        quarantined=stats.quarantined, deduplicated=stats.deduplicated,
@@ -435,8 +451,12 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
     dirty = wh.query_df(f"SELECT DISTINCT dataset, tenant, business_date FROM mart_dirty{cond}",
                         params)
     done: dict[str, list] = {}
-    for tenant, grp in dirty.groupby("tenant"):
-        for name in marts_:
+    groups = {str(t): g for t, g in dirty.groupby("tenant")}
+    for name in marts_:
+        # tenants that need the same range load together (one set-based statement per range
+        # for the tenant-separable marts: a city backfill is one range for every center)
+        by_range: dict[tuple[date, date], list[str]] = {}
+        for tenant, grp in groups.items():
             # a mart that reads no std dataset (dim_date, the load-log DQ) follows every one
             deps = set(marts.MART_DEPS.get(name, ())) or set(grp["dataset"])
             days = [pd.Timestamp(d).date() for d in grp.loc[grp["dataset"].isin(deps),
@@ -444,10 +464,13 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
             ranges = _ranges(days)
             if ranges and name in marts.FULL_REFRESH:  # whole tenant, once
                 ranges = [(ranges[0][0], ranges[-1][1])]
-            for lo, hi in ranges:
-                marts.load_mart(wh, name, str(tenant), lo, hi)
-                if (lo, hi) not in done.setdefault(str(tenant), []):
-                    done[str(tenant)].append((lo, hi))
+            for r in ranges:
+                by_range.setdefault(r, []).append(tenant)
+                if r not in done.setdefault(tenant, []):
+                    done[tenant].append(r)
+        for (lo, hi), tenants_ in by_range.items():
+            marts.load_mart_many(wh, name, tenants_, lo, hi)
+    for tenant, grp in groups.items():
         with wh.transaction():
             for ds, sub in grp.groupby("dataset"):
                 for lo, hi in _ranges([pd.Timestamp(d).date() for d in sub["business_date"]]):
