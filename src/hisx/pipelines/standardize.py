@@ -165,11 +165,37 @@ def _to_number(s: pd.Series) -> pd.Series:
     return out.where(np.isfinite(out), np.nan)
 
 
+_EXACT_FLOAT = 2**53  # beyond this a float64 no longer holds every integer
+
+
+def _exact_int(x: object) -> object:
+    """The exact integer of an integral int / Decimal / numeric text (no float round trip)."""
+    try:
+        if isinstance(x, str):
+            x = Decimal(unicodedata.normalize("NFKC", x).strip())
+        return int(x) if not isinstance(x, bool | np.bool_) else pd.NA
+    except (ArithmeticError, ValueError, TypeError):
+        return pd.NA
+
+
 def _to_int(s: pd.Series) -> pd.Series:
-    """Int64 where the value is an integral number within int64; else NA."""
+    """Int64 where the value is an integral number within ±2**62; else NA.
+
+    Exact: integer columns pass through untouched and values beyond 2**53 are re-read from the
+    source value, so large keys and row versions (a ROWVERSION, an id with a center prefix) are
+    never rounded by a float64 round trip."""
+    if pd.api.types.is_integer_dtype(s.dtype):
+        out = s.astype("Int64")
+        return out.where(out.notna() & (out.abs() < 2**62))
     f = _to_number(s)
     ok = f.notna() & (f == np.floor(f)) & (f.abs() < 2**62)
-    return f.where(ok).astype("Int64")
+    out = f.where(ok & (f.abs() < _EXACT_FLOAT)).astype("Int64")
+    big = ok & (f.abs() >= _EXACT_FLOAT)
+    if big.any():
+        exact = pd.array([_exact_int(x) for x in s[big].to_numpy(dtype=object)], dtype="Int64")
+        out[big] = exact
+        out = out.where(out.isna() | (out.abs() < 2**62))
+    return out
 
 
 def _dates(ts: pd.Series) -> pd.Series:
