@@ -64,8 +64,9 @@ def source(rig, tmp_path, monkeypatch):
 
 
 def _marks(rig, table) -> dict[str, int]:
-    """max(row_version) per center on the primary (the version sequence is shared)."""
-    return {o: int(m) for o, m in rig.primary(
+    """max(row_version) per center on the primary (the version sequence is shared); a
+    configured center without rows is 0 in the cursor."""
+    return {A: 0, B: 0} | {o: int(m) for o, m in rig.primary(
         f"select org_code, max(row_version) from {table.fullname} group by org_code")}
 
 
@@ -151,3 +152,38 @@ def test_nightly_reconciliation_removes_hard_deletes_read_on_the_standby(rig, so
         assert wh.scalar("SELECT sum(ods_rows) FROM delete_log WHERE tenant = :a",
                          {"a": A}) == 3
         assert reconcile_source(src, wh)["removed"] == []  # idempotent
+
+
+def test_incremental_marks_equal_full_marks_for_moved_centers(tmp_path) -> None:
+    """``high_waters(since=…)`` with the previous tick's lowest mark finds every moved center
+    with its exact mark, and nothing for the idle ones (SQLite source, three centers)."""
+    from datetime import date, datetime
+
+    from hisx.orchestration.sensors import _since
+    from hisx.orchestration.sources import high_waters
+    from hisx.simulator import append_activity, simulate
+    from hisx.simulator.schema import TABLES
+
+    url = f"sqlite:///{tmp_path / 'his.sqlite'}"
+    simulate(url, centers=3, months=1, visits_per_month=300, seed=5, start=date(2026, 8, 1),
+             progress=False)
+    eng = sa.create_engine(url)
+    centers = [r[0] for r in eng.connect().execute(sa.text(
+        "select org_code from organizations order by org_code"))]
+    before = high_waters(eng, TABLES)
+    prev = {t: dict.fromkeys(centers, 0) | m for t, m in before.items()}
+    def changed(marks: dict) -> dict:
+        return {t: {c: v for c, v in m.items() if v > prev[t].get(c, 0)} for t, m in marks.items()}
+
+    idle = high_waters(eng, TABLES, since=_since(prev, centers))
+    assert changed(idle) == {t.name: {} for t in TABLES}
+    # only rows above the lowest previous mark were read: fewer centers than the full answer
+    assert sum(map(len, idle.values())) < sum(map(len, before.values()))
+    append_activity(url, start=datetime(2026, 9, 1, 9), hours=1, seed=9, centers=1)
+    full = high_waters(eng, TABLES)
+    part = high_waters(eng, TABLES, since=_since(prev, centers))
+    assert changed(part) == changed(full)
+    assert {c for m in changed(part).values() for c in m} == {centers[0]}
+    for t, m in part.items():  # what it returns is exact
+        assert all(full[t][c] == v for c, v in m.items())
+    eng.dispose()

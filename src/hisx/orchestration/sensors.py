@@ -61,6 +61,19 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _since(prev: dict[str, dict[str, int]], centers: list[str]) -> dict[str, int]:
+    """Per table, the lowest previous non-zero mark, for tables whose previous marks cover every
+    center (a center never seen needs the full scan that finds its old rows; 0 = it had none,
+    and a new row's version is above every mark the source had then)."""
+    out = {}
+    for t, m in prev.items():
+        if centers and all(c in m for c in centers):
+            seen = [m[c] for c in centers if m[c] > 0]
+            if seen:
+                out[t] = min(seen)
+    return out
+
+
 def source_tick(src: Source, cursor: str | None, instance: dg.DagsterInstance,
                 settings=None) -> dg.SensorResult | dg.SkipReason:
     """One evaluation of a source sensor: reads the source's marks, adds new centers as
@@ -68,13 +81,13 @@ def source_tick(src: Source, cursor: str | None, instance: dg.DagsterInstance,
     health = read_health(src.name, settings)
     if health.get("paused"):
         return dg.SkipReason(f"source {src.name} paused: {health.get('reason')}")
+    prev = json.loads(cursor) if cursor else {}
     try:
         with src.reader(settings) as (reader, _where):
             centers = [t.org_code for t in src.tenants(reader)]
-            marks = high_waters(reader, src.tables())
+            marks = high_waters(reader, src.tables(), since=_since(prev, centers))
     except NoReader as e:  # the health sensor pauses the source if it stays so (wait)
         return dg.SkipReason(str(e))
-    prev = json.loads(cursor) if cursor else {}
     runs = []
     for c in centers:
         mine = {t: m[c] for t, m in marks.items() if c in m}
@@ -82,7 +95,9 @@ def source_tick(src: Source, cursor: str | None, instance: dg.DagsterInstance,
             runs.append(dg.RunRequest(
                 partition_key=c, run_key=f"{src.name}:{c}:{_digest(mine)}",
                 tags={**run_tags(src.name, c), UPTO_TAG: json.dumps(mine)}))
-    merged = {t: {**prev.get(t, {}), **m} for t, m in marks.items()}
+    since = _since(prev, centers)
+    merged = {t: {**({} if t in since else dict.fromkeys(centers, 0)), **prev.get(t, {}), **m}
+              for t, m in marks.items()}
     known = set(instance.get_dynamic_partitions(CENTER.name))
     new = [c for c in centers if c not in known]
     if new:  # before the run requests that name them

@@ -117,14 +117,23 @@ def source_named(name: str) -> Source:
     raise KeyError(f"unknown source {name!r}")
 
 
-def high_waters(reader: Any, tables: list[sa.Table] | None = None) -> dict[str, dict[str, int]]:
+def high_waters(reader: Any, tables: list[sa.Table] | None = None,
+                since: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
     """{table: {org_code: max(row_version)}}: the per-center high-water marks right now, on
-    a SQLAlchemy engine or a replica endpoint (anything with ``query(statement)``)."""
+    a SQLAlchemy engine or a replica endpoint (anything with ``query(statement)``).
+
+    ``since`` {table: version} reads only rows above it (an index range on ``row_version``
+    instead of a full scan); centers absent from the answer have no row above it. With the
+    lowest mark of the previous tick as ``since``, every center whose mark moved is in the
+    answer with its exact new mark (a mark that moved ends above the old lowest one), and an
+    idle city costs an index range over the rows written since its least recent center."""
     out: dict[str, dict[str, int]] = {}
     conn = reader.connect() if isinstance(reader, sa.Engine) else None
     try:
         for t in tables if tables is not None else TABLES:
             stmt = sa.select(t.c.org_code, sa.func.max(t.c.row_version)).group_by(t.c.org_code)
+            if since and since.get(t.name) is not None:
+                stmt = stmt.where(t.c.row_version > int(since[t.name]))
             rows = conn.execute(stmt).fetchall() if conn is not None else reader.query(stmt)
             out[t.name] = {str(r[0]): int(r[1]) for r in rows if r[1] is not None}
     finally:
