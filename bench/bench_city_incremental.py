@@ -5,10 +5,12 @@ FILE_COPY``, so the cache stays as generated) and on a warehouse backfilled from
 (``bench_city.hisx_backfill``). The backfill's feed messages are marked acknowledged first —
 the regional platform already has them — so each cycle publishes exactly the hour's messages.
 
-One cycle = wait for the standby to replay the primary → ``extract_configured`` (every
-center) → standardize every dataset → reload the dirty mart days → publish the pending feed
-messages to the Kafka-protocol broker (``HISX_TEST_KAFKA``, started by the rig). The timer of
-an hour's cycle starts when the simulator has committed the hour on the primary.
+One cycle = wait for the standby to replay the primary → the source sensor's probe (per-center
+high-water marks on the standby, only rows above the previous tick's lowest mark) → for the
+changed centers only: ``extract_configured`` → standardize every dataset → reload the dirty
+mart days → publish the pending feed messages to the Kafka-protocol broker
+(``HISX_TEST_KAFKA``, started by the rig). The timer of an hour's cycle starts when the
+simulator has committed the hour on the primary; a no-change cycle ends after the probe.
 """
 
 from __future__ import annotations
@@ -23,7 +25,37 @@ from pathlib import Path
 HOUR0 = datetime(2026, 9, 1, 9, 0)
 
 
-def cycle(env: dict, src: dict, wh_url: str, rig) -> dict:
+class Probe:
+    """The source sensor's check: per-center high-water marks on the standby, reading only
+    rows above the previous tick's lowest mark (``hisx.orchestration.sources.high_waters``)."""
+
+    def __init__(self, env: dict, src: dict) -> None:
+        import sqlalchemy as sa
+
+        from bench_city import _dsn
+
+        self.engine = sa.create_engine(
+            _dsn(env["HISX_PG_STANDBY_URL"], src["db"]).replace("postgresql:", "postgresql+psycopg:"))
+        self.centers = [t["org_code"] for t in src["tenants"]]
+        self.prev: dict[str, dict[str, int]] = {}
+
+    def changed(self) -> list[str]:
+        from hisx.orchestration.sensors import _since
+        from hisx.orchestration.sources import high_waters
+        from hisx.simulator.schema import TABLES
+
+        since = _since(self.prev, self.centers)
+        marks = high_waters(self.engine, TABLES, since=since)
+        out = sorted({c for t, m in marks.items() for c, v in m.items()
+                      if v > self.prev.get(t, {}).get(c, 0)})
+        self.prev = {t: {**({} if t in since else dict.fromkeys(self.centers, 0)),
+                         **self.prev.get(t, {}), **m} for t, m in marks.items()}
+        return out
+
+
+def cycle(env: dict, src: dict, wh_url: str, rig, probe: Probe) -> dict:
+    """Replay wait → probe → for the changed centers only: extract → standardize → marts →
+    publish. With nothing changed it ends after the probe."""
     from bench_city import source_config
     from hisx.connectors.source.config import parse_source
     from hisx.connectors.warehouse import Warehouse
@@ -34,24 +66,32 @@ def cycle(env: dict, src: dict, wh_url: str, rig) -> dict:
     t0 = time.perf_counter()
     rig.caught_up(timeout=120)
     t1 = time.perf_counter()
-    cfg = parse_source("city", source_config(env, src))
-    tenants = [flow.Tenant(t["org_code"], t["vendor"]) for t in src["tenants"]]
-    with Warehouse.from_url(wh_url) as wh:
-        res = extract_configured(wh, cfg)
-        t2 = time.perf_counter()
-        std = [s for d in DATASETS for s in flow.standardize_tenants(wh, d, tenants)]
-        t3 = time.perf_counter()
-        flow.build_marts(wh)
-        t4 = time.perf_counter()
-        pub = feeds.publish(wh, feeds.FeedConfig(bootstrap=env["HISX_TEST_KAFKA"],
-                                                 outbox_dir=Path(wh_url[10:]).parent / "outbox"))
-        t5 = time.perf_counter()
-    if pub.failed:
-        raise RuntimeError(f"publish failed: {pub.error}")
-    return {"rows_read": sum(r.rows_read for r in res),
-            "standardized": sum(s.standardized for s in std), "published": pub.acked + pub.dead,
-            "replay_wait_s": t1 - t0, "extract_s": t2 - t1, "standardize_s": t3 - t2,
-            "marts_s": t4 - t3, "publish_s": t5 - t4, "total_s": t5 - t0}
+    changed = probe.changed()
+    t2 = time.perf_counter()
+    out = {"centers_changed": len(changed), "rows_read": 0, "standardized": 0, "published": 0,
+           "replay_wait_s": t1 - t0, "probe_s": t2 - t1, "extract_s": 0.0,
+           "standardize_s": 0.0, "marts_s": 0.0, "publish_s": 0.0}
+    if changed:
+        cfg = parse_source("city", source_config(env, src))
+        tenants = [flow.Tenant(t["org_code"], t["vendor"]) for t in src["tenants"]
+                   if t["org_code"] in set(changed)]
+        with Warehouse.from_url(wh_url) as wh:
+            res = extract_configured(wh, cfg, tenants=changed)
+            t3 = time.perf_counter()
+            std = [s for d in DATASETS for s in flow.standardize_tenants(wh, d, tenants)]
+            t4 = time.perf_counter()
+            flow.build_marts(wh)
+            t5 = time.perf_counter()
+            pub = feeds.publish(wh, feeds.FeedConfig(
+                bootstrap=env["HISX_TEST_KAFKA"], outbox_dir=Path(wh_url[10:]).parent / "outbox"))
+            t6 = time.perf_counter()
+        if pub.failed:
+            raise RuntimeError(f"publish failed: {pub.error}")
+        out.update(rows_read=sum(r.rows_read for r in res),
+                   standardized=sum(s.standardized for s in std), published=pub.acked + pub.dead,
+                   extract_s=t3 - t2, standardize_s=t4 - t3, marts_s=t5 - t4, publish_s=t6 - t5)
+    out["total_s"] = time.perf_counter() - t0
+    return out
 
 
 def incremental(rig, src: dict, reps: int = 3) -> dict:
@@ -77,6 +117,8 @@ def incremental(rig, src: dict, reps: int = 3) -> dict:
         with Warehouse.from_url(wh_url) as wh:  # the platform already has the backfill
             wh.execute("UPDATE feed_ledger SET state = 'acked', acked_at = now()")
         hours, idle = [], []
+        probe = Probe(env, scratch)
+        probe.changed()  # the sensor's first tick: the marks the backfill read up to
         url = _dsn(env["HISX_PG_PRIMARY_URL"], scratch["db"]).replace(
             "postgresql:", "postgresql+psycopg:")
         for rep in range(reps):
@@ -88,12 +130,12 @@ def incremental(rig, src: dict, reps: int = 3) -> dict:
                                    "AND reg_time < %s", (HOUR0 + timedelta(hours=rep),
                                                           HOUR0 + timedelta(hours=rep + 1))
                                    ).fetchone()[0]
-            h = cycle(env, scratch, wh_url, rig)
+            h = cycle(env, scratch, wh_url, rig, probe)
             h["visits_in_hour"] = visits
             h["rows_committed"] = m.total_rows + sum(
                 n for per in m.updated.values() for n in per.values())
             hours.append(h)
-            idle.append(cycle(env, scratch, wh_url, rig))
+            idle.append(cycle(env, scratch, wh_url, rig, probe))
             print(f"  incremental rep {rep}: hour {h['total_s']:.1f}s ({h['rows_read']:,} rows,"
                   f" {h['published']:,} messages), no change {idle[-1]['total_s']:.1f}s",
                   file=sys.stderr, flush=True)
@@ -107,12 +149,15 @@ def incremental(rig, src: dict, reps: int = 3) -> dict:
         return {"median": round(statistics.median(v), 2), "min": round(min(v), 2),
                 "max": round(max(v), 2)}
 
-    keys = ("replay_wait_s", "extract_s", "standardize_s", "marts_s", "publish_s", "total_s")
+    keys = ("replay_wait_s", "probe_s", "extract_s", "standardize_s", "marts_s", "publish_s",
+            "total_s")
     return {"backfill_rows": backfill["rows"], "reps": reps,
             "hour": {k: med(hours, k) for k in keys} | {
                 "rows_read": hours[0]["rows_read"], "published": hours[0]["published"],
+                "centers_changed": hours[0]["centers_changed"],
                 "visits_in_hour": hours[0]["visits_in_hour"]},
             "no_change": {k: med(idle, k) for k in keys} | {
-                "rows_read": max(r["rows_read"] for r in idle)},
+                "rows_read": max(r["rows_read"] for r in idle),
+                "centers_changed": max(r["centers_changed"] for r in idle)},
             "targets": {"hour_lt_30s": statistics.median(h["total_s"] for h in hours) < 30,
                         "no_change_lt_5s": statistics.median(r["total_s"] for r in idle) < 5}}
