@@ -8,6 +8,7 @@ yet standardized, marts the business days made dirty by standardization.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,6 +55,18 @@ class StdStats:
     @property
     def conserved(self) -> bool:
         return self.rows_in == self.standardized + self.quarantined + self.deduplicated
+
+    def add(self, other: StdStats) -> None:
+        """Fold one chunk's figures into the tenant's."""
+        self.rows_in += other.rows_in
+        self.standardized += other.standardized
+        self.quarantined += other.quarantined
+        self.deduplicated += other.deduplicated
+        for k, v in other.reasons.items():
+            self.reasons[k] = self.reasons.get(k, 0) + v
+        self.map_version = other.map_version or self.map_version
+        self.rv_from, self.rv_to = other.rv_from, other.rv_to
+        self.endpoint = other.endpoint or self.endpoint
 
 
 def new_load_id() -> str:
@@ -134,14 +147,45 @@ def touched_months(wh: Warehouse, load_id: str, tenant: str,
 
 
 # -- standardization -------------------------------------------------------------------------
-def _ods_rows(wh: Warehouse, table: str, tenant: str, load_ids: list[str]) -> pd.DataFrame:
+def _loads_filter(load_ids: list[str]) -> tuple[str, dict[str, str]]:
     names = {f"l{i}": lid for i, lid in enumerate(load_ids)}
-    marks = ", ".join(f":{k}" for k in names)
+    return f"_load_id IN ({', '.join(f':{k}' for k in names)})", names
+
+
+def _ods_rows(wh: Warehouse, table: str, tenant: str, load_ids: list[str],
+              keys: tuple[int, int] | None = None) -> pd.DataFrame:
+    """The tenant's ODS rows landed by ``load_ids`` (within the inclusive key range ``keys``)."""
+    cond, names = _loads_filter(load_ids)
+    params: dict = {"tenant": tenant, **names}
+    if keys is not None:
+        pk = ods.primary_key(ods.SOURCE_TABLES[table])
+        cond += f' AND "{pk}" BETWEEN :klo AND :khi'
+        params.update(klo=keys[0], khi=keys[1])
     df = wh.query_df(
-        f"SELECT * FROM {ods.ods_name(table)} WHERE org_code = :tenant AND _load_id IN ({marks})",
-        {"tenant": tenant, **names},
-    )
+        f"SELECT * FROM {ods.ods_name(table)} WHERE org_code = :tenant AND {cond}", params)
     return df.drop(columns=["_load_id", "_loaded_at"])
+
+
+def std_chunk_rows() -> int:
+    """Rows per standardization batch (``HISX_STD_CHUNK_ROWS``): bounds the memory one
+    center's backlog takes, however long it is."""
+    raw = os.environ.get("HISX_STD_CHUNK_ROWS", "200000")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"HISX_STD_CHUNK_ROWS must be a positive integer, not {raw!r}")
+    return int(raw)
+
+
+def _key_chunks(wh: Warehouse, table: str, tenant: str, load_ids: list[str],
+                size: int) -> list[tuple[int, int]]:
+    """Inclusive primary-key ranges of at most ``size`` pending rows each, in key order (so a
+    natural-key duplicate meets its lower-keyed original in the same or an earlier chunk)."""
+    pk = ods.primary_key(ods.SOURCE_TABLES[table])
+    cond, names = _loads_filter(load_ids)
+    keys = wh.query_arrow(
+        f'SELECT "{pk}" AS k FROM {ods.ods_name(table)} WHERE org_code = :tenant AND {cond} '
+        "ORDER BY 1", {"tenant": tenant, **names}).column("k").to_numpy()
+    return [(int(keys[i]), int(keys[min(i + size, len(keys)) - 1]))
+            for i in range(0, len(keys), size)]
 
 
 PERSON_KEY_CACHE_DDL = """CREATE TABLE IF NOT EXISTS person_key_cache (
@@ -264,12 +308,20 @@ def standardize_tenants(
     now = now or datetime.now()
     load_id = load_id or new_load_id()
     out: list[StdStats] = []
+    size = std_chunk_rows()
     for tenant in tenants:
-        job = _prepare(wh, spec, tenant, now, load_id)
-        if job is None:
-            out.append(StdStats(dataset, tenant.org_code))
-        else:
-            out.append(_finish(wh, spec, schema, job, _compute(job["args"])))
+        total = StdStats(dataset, tenant.org_code)
+        loads = runlog.pending_loads(wh, spec.name, spec.source_table, tenant.org_code)
+        chunks = _key_chunks(wh, spec.source_table, tenant.org_code, loads, size) if loads else []
+        for i, keys in enumerate(chunks):
+            job = _prepare(wh, spec, tenant, now, load_id, loads, keys)
+            # the loads count as standardized once their last chunk is written
+            job["done"] = loads if i == len(chunks) - 1 else []
+            total.add(_finish(wh, spec, schema, job, _compute(job["args"])))
+        if loads and not chunks:  # loads whose rows were all superseded: nothing left to read
+            with wh.transaction():
+                runlog.mark_done(wh, dataset, tenant.org_code, loads)
+        out.append(total)
     return out
 
 
@@ -295,18 +347,16 @@ def _existing_keys(wh: Warehouse, spec, tenant: str, df: pd.DataFrame) -> pd.Dat
     return existing_keys_from_std(spec.name, std) if len(std) else None
 
 
-def _prepare(wh: Warehouse, spec, tenant: Tenant, now: datetime, load_id: str) -> dict | None:
+def _prepare(wh: Warehouse, spec, tenant: Tenant, now: datetime, load_id: str,
+             loads: list[str], keys: tuple[int, int]) -> dict:
     from hisx.pipelines.standardize import NEEDS_PERSON_KEYS
 
-    loads = runlog.pending_loads(wh, spec.name, spec.source_table, tenant.org_code)
-    if not loads:
-        return None
-    df = _ods_rows(wh, spec.source_table, tenant.org_code, loads)
-    keys = (person_keys(wh, tenant.org_code, df["patient_id"])
-            if spec.name in NEEDS_PERSON_KEYS else None)
+    df = _ods_rows(wh, spec.source_table, tenant.org_code, loads, keys)
+    pkeys = (person_keys(wh, tenant.org_code, df["patient_id"])
+             if spec.name in NEEDS_PERSON_KEYS else None)
     existing = _existing_keys(wh, spec, tenant.org_code, df)
     args = dict(dataset=spec.name, df=df, tenant=tenant.org_code, vendor=tenant.vendor,
-                load_id=load_id, now=now, person_keys=keys, existing_keys=existing)
+                load_id=load_id, now=now, person_keys=pkeys, existing_keys=existing)
     return {"tenant": tenant.org_code, "loads": loads, "load_id": load_id, "df": df,
             "args": args}
 
@@ -338,7 +388,7 @@ def _finish(wh: Warehouse, spec, schema, job: dict, computed) -> StdStats:
     stats.map_version = _map_version(res.standardized)
     _load_range(wh, spec.source_table, job["tenant"], job["loads"], stats)
     pk = spec.pk
-    _write_std(wh, spec, job["tenant"], pk, df, res, schema, job["load_id"], job["loads"],
+    _write_std(wh, spec, job["tenant"], pk, df, res, schema, job["load_id"], job["done"],
                stats, ledger)
     return stats
 
@@ -396,7 +446,7 @@ def _write_std(wh, spec, tenant, pk, df, res, schema, load_id, loads, stats, led
                        rows_in=stats.rows_in, standardized=stats.standardized,
                        quarantined=stats.quarantined, deduplicated=stats.deduplicated,
                        map_version=_map_version(res.standardized))
-        runlog.mark_done(wh, dataset, tenant, loads)
+        runlog.mark_done(wh, dataset, tenant, loads)  # [] until the loads' last chunk
 
 
 def _map_version(std: pd.DataFrame) -> str | None:
