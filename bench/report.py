@@ -141,16 +141,43 @@ def _growth(d: dict) -> list[str]:
     return out
 
 
-def main(results_dir: str) -> None:
+def previous_sections(path: Path) -> tuple[dict[str, str], str]:
+    """The ``## name`` sections of an earlier BENCHMARKS.md and the run they came from."""
+    if not path.exists():
+        return {}, ""
+    text = path.read_text(encoding="utf-8")
+    run = " ".join(ln[2:] for ln in text.splitlines()
+                   if ln.startswith(("- Date:", "- Commit:")) and not ln.startswith("- Date: (")
+                   )[:80]
+    sections: dict[str, str] = {}
+    parts = text.split("\n## ")
+    for part in parts[1:]:
+        name, _, body = part.partition("\n")
+        sections[name.strip()] = body.strip("\n")
+    return sections, run
+
+
+def main(results_dir: str, previous: str | None = None) -> None:
+    """Render the logs in ``results_dir``; a benchmark not run this time keeps its section from
+    ``previous`` (the current BENCHMARKS.md), marked with the run it came from, so a partial
+    ``BENCHES=…`` run never drops the other figures."""
     out = [INTRO, f"- Machine: {machine()}", f"- Date: {date.today().isoformat()}",
            f"- Commit: {commit()}", ""]
-    for log in sorted(Path(results_dir).glob("*.log")):
-        data = last_json(log.read_text(encoding="utf-8", errors="replace"))
-        out.append(f"## {log.stem}\n")
+    old, old_run = previous_sections(Path(previous)) if previous else ({}, "")
+    logs = {log.stem: log for log in Path(results_dir).glob("*.log")}
+    for name in sorted(set(logs) | set(old)):
+        if name not in logs:
+            body = old[name]
+            if not body.startswith("_Not re-run"):
+                body = f"_Not re-run in this run: figures from {old_run or 'an earlier run'}._\n\n" + body
+            out += [f"## {name}\n", body, ""]
+            continue
+        data = last_json(logs[name].read_text(encoding="utf-8", errors="replace"))
+        out.append(f"## {name}\n")
         if data is None:
             out.append("No result: the benchmark failed (see its log).\n")
             continue
-        out += _summary(log.stem, data) + [""]
+        out += _summary(name, data) + [""]
         out.append("<details><summary>raw result</summary>\n")
         out.append("```json\n" + json.dumps(data, indent=2, ensure_ascii=False) + "\n```\n")
         out.append("</details>\n")
@@ -158,4 +185,5 @@ def main(results_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "bench/results")
+    main(sys.argv[1] if len(sys.argv) > 1 else "bench/results",
+         sys.argv[2] if len(sys.argv) > 2 else None)

@@ -43,5 +43,5 @@ run standardize --rows 50000 --repeats 3
 run feeds --messages 30000 --reps 3
 run extract
 run api --seconds 5
-$PY bench/report.py bench/results > BENCHMARKS.md
+$PY bench/report.py bench/results BENCHMARKS.md > BENCHMARKS.md.new && mv BENCHMARKS.md.new BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
