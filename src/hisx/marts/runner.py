@@ -141,11 +141,11 @@ _OVER = re.compile(r"\bOVER\s*\(\s*(PARTITION\s+BY\s+(?:\w+\.)?tenant\b)?", re.I
 #: Marts whose SQL was reviewed to be tenant-separable: every join matches on tenant, every
 #: GROUP BY and window starts with tenant. The same statements over a set of tenants then
 #: give, per tenant, exactly the rows of a one-tenant load (tests/marts/test_many_tenants.py
-#: checks it on every mart table). Not here: dim_person (a person key spans centers),
-#: dim_center/dim_date/mart_dq_daily/the cumulative monthlies (``SELECT :tenant``), and
-#: mart_data_quality (day-level subqueries joined on the day only).
+#: checks it on every mart table). Not here: dim_center/dim_date/mart_dq_daily/the cumulative
+#: monthlies (they ``SELECT :tenant``).
 TENANT_SEPARABLE: frozenset[str] = frozenset({
-    "dim_department", "dim_staff", "dim_drug", "dim_diagnosis", "fact_visit", "fact_diagnosis",
+    "dim_department", "dim_staff", "dim_drug", "dim_diagnosis", "dim_person", "mart_data_quality",
+    "fact_visit", "fact_diagnosis",
     "fact_prescription_item", "fact_charge", "fact_dispense", "fact_chronic_followup",
     "fact_family_contract", "mart_visits_daily", "mart_visits_monthly", "mart_revenue_daily",
     "mart_revenue_monthly", "mart_drug_monthly", "mart_diagnosis_monthly", "mart_dq_load_daily",

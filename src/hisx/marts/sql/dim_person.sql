@@ -24,8 +24,8 @@ FROM (
     SELECT p.tenant, p.business_date, p.person_key, p.key_id, p.person_key_strength,
            p.gender_code, CAST(EXTRACT(YEAR FROM p.birth_date) AS INTEGER) AS birth_year,
            p.insurance_type_code, p.division_code,
-           COUNT(*) OVER (PARTITION BY p.person_key) AS records,
-           ROW_NUMBER() OVER (PARTITION BY p.person_key
+           COUNT(*) OVER (PARTITION BY p.tenant, p.person_key) AS records,
+           ROW_NUMBER() OVER (PARTITION BY p.tenant, p.person_key
                               ORDER BY p.business_time, p.source_key) AS rn
     FROM std_person p
     WHERE p.tenant = :tenant AND NOT p.is_deleted

@@ -41,7 +41,7 @@ WITH dq AS (
     GROUP BY tenant, period_start
 ),
 rx AS (
-    SELECT p.business_date AS d,
+    SELECT p.tenant, p.business_date AS d,
            SUM(CASE WHEN v.source_key IS NULL THEN 1 ELSE 0 END) AS rx_without_visit,
            SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM std_charge c WHERE c.tenant = p.tenant
                                      AND c.rx_source_key = p.source_key)
@@ -50,15 +50,15 @@ rx AS (
     LEFT JOIN std_outpatient_visit v
       ON v.tenant = p.tenant AND v.source_key = p.visit_source_key
     WHERE p.tenant = :tenant AND p.business_date BETWEEN :date_from AND :date_to
-    GROUP BY p.business_date
+    GROUP BY p.tenant, p.business_date
 ),
 disp AS (
-    SELECT d.business_date AS d,
+    SELECT d.tenant, d.business_date AS d,
            SUM(CASE WHEN p.source_key IS NULL THEN 1 ELSE 0 END) AS dispense_without_rx
     FROM std_dispense d
     LEFT JOIN std_prescription p ON p.tenant = d.tenant AND p.source_key = d.rx_source_key
     WHERE d.tenant = :tenant AND d.business_date BETWEEN :date_from AND :date_to
-    GROUP BY d.business_date
+    GROUP BY d.tenant, d.business_date
 )
 SELECT
     dq.tenant,
@@ -76,5 +76,5 @@ SELECT
     COALESCE(rx.rx_without_charge, 0),
     COALESCE(disp.dispense_without_rx, 0)
 FROM dq
-LEFT JOIN rx ON rx.d = dq.period_start
-LEFT JOIN disp ON disp.d = dq.period_start;
+LEFT JOIN rx ON rx.tenant = dq.tenant AND rx.d = dq.period_start
+LEFT JOIN disp ON disp.tenant = dq.tenant AND disp.d = dq.period_start;
