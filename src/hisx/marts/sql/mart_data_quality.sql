@@ -43,12 +43,15 @@ WITH dq AS (
 rx AS (
     SELECT p.tenant, p.business_date AS d,
            SUM(CASE WHEN v.source_key IS NULL THEN 1 ELSE 0 END) AS rx_without_visit,
-           SUM(CASE WHEN NOT EXISTS (SELECT 1 FROM std_charge c WHERE c.tenant = p.tenant
-                                     AND c.rx_source_key = p.source_key)
-                    THEN 1 ELSE 0 END) AS rx_without_charge
+           SUM(CASE WHEN c.rx_source_key IS NULL THEN 1 ELSE 0 END) AS rx_without_charge
     FROM std_prescription p
     LEFT JOIN std_outpatient_visit v
       ON v.tenant = p.tenant AND v.source_key = p.visit_source_key
+    -- the charged prescriptions as a set (a hash join): a correlated NOT EXISTS per
+    -- prescription was a nested loop over std_charge on PostgreSQL (minutes per center)
+    LEFT JOIN (SELECT DISTINCT tenant, rx_source_key FROM std_charge
+               WHERE tenant = :tenant AND rx_source_key IS NOT NULL) c
+      ON c.tenant = p.tenant AND c.rx_source_key = p.source_key
     WHERE p.tenant = :tenant AND p.business_date BETWEEN :date_from AND :date_to
     GROUP BY p.tenant, p.business_date
 ),
