@@ -299,6 +299,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--incremental", action="store_true")
+    ap.add_argument("--note", default="", help="a line for BENCHMARKS.md (how it was run)")
     ap.add_argument("--child", nargs=3, metavar=("VARIANT", "SRC", "OUT"))
     a = ap.parse_args()
     if a.child:
@@ -339,7 +340,7 @@ def main() -> None:
     out = {"bench": "city", "date": datetime.now().isoformat(timespec="seconds"),
            "cpus": os.cpu_count(), "source": {k: src[k] for k in ("db", "rows", "total_rows")}
            | {"centers": a.centers, "visits_per_month": a.visits}, "reps": a.reps,
-           "results": results, "ratios": ratios}
+           "results": results, "ratios": ratios, "note": a.note}
     if a.incremental:
         from bench_city_incremental import incremental
 

@@ -88,7 +88,7 @@ def _summary(name: str, d: dict) -> list[str]:
                 "quarantines, writes the feed ledger and loads every mart; the naive copy none",
                 f"- peak RSS: hisx {d['peak_rss_mb']['hisx']['median']:.0f} MB, naive "
                 f"{d['peak_rss_mb']['naive']['median']:.0f} MB"]
-    if name == "city":
+    if name.startswith("city") and "results" in d:
         return _city(d)
     if name == "growth":
         return _growth(d)
@@ -119,6 +119,8 @@ def _city(d: dict) -> list[str]:
                    f"{r['longest_txn_s']} |")
     out += ["", "| ratio | value |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in d["ratios"].items()]
+    if d.get("note"):
+        out += ["", d["note"]]
     inc = d.get("incremental")
     if inc:
         h, z = inc["hour"], inc["no_change"]
