@@ -161,3 +161,30 @@ def incremental(rig, src: dict, reps: int = 3) -> dict:
                 "centers_changed": max(r["centers_changed"] for r in idle)},
             "targets": {"hour_lt_30s": statistics.median(h["total_s"] for h in hours) < 30,
                         "no_change_lt_5s": statistics.median(r["total_s"] for r in idle) < 5}}
+
+
+def main() -> None:
+    """Standalone: ``--centers N`` of the cached city (prepared by bench_city if missing)."""
+    import argparse
+    import json
+
+    from bench_city import CACHE, prepare
+    from hisx.connectors.source import pgrig
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--centers", type=int, default=31)
+    ap.add_argument("--visits", type=int, default=18000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--note", default="")
+    a = ap.parse_args()
+    rig = pgrig.acquire()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    src = prepare(rig, a.centers, a.visits)
+    out = {"bench": "city_incremental", "date": datetime.now().isoformat(timespec="seconds"),
+           "centers": a.centers, "note": a.note, "incremental": incremental(rig, src, a.reps)}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()

@@ -90,6 +90,8 @@ def _summary(name: str, d: dict) -> list[str]:
                 f"{d['peak_rss_mb']['naive']['median']:.0f} MB"]
     if name.startswith("city") and "results" in d:
         return _city(d)
+    if name == "city_incremental":
+        return _incremental(d["incremental"], d["centers"], d.get("note", ""))
     if name == "growth":
         return _growth(d)
     if name == "api":
@@ -121,15 +123,22 @@ def _city(d: dict) -> list[str]:
     out += [f"| {k} | {v} |" for k, v in d["ratios"].items()]
     if d.get("note"):
         out += ["", d["note"]]
-    inc = d.get("incremental")
-    if inc:
-        h, z = inc["hour"], inc["no_change"]
-        out += ["", f"- incremental hour ({h['visits_in_hour']:,} visits, {h['rows_read']:,} rows, "
-                f"{h['published']:,} messages): **{h['total_s']['median']} s** end to end "
-                f"(min {h['total_s']['min']}, max {h['total_s']['max']}; target < 30 s)",
-                f"- no-change cycle over {src['centers']} centers: **{z['total_s']['median']} s** "
-                f"(min {z['total_s']['min']}, max {z['total_s']['max']}; target < 5 s)"]
+    if d.get("incremental"):
+        out += _incremental(d["incremental"], src["centers"], "")
     return out
+
+
+def _incremental(inc: dict, centers: int, note: str) -> list[str]:
+    h, z = inc["hour"], inc["no_change"]
+    phases = ", ".join(f"{k[:-2]} {h[k]['median']}" for k in (
+        "replay_wait_s", "probe_s", "extract_s", "standardize_s", "marts_s", "publish_s") if k in h)
+    return ([note, ""] if note else []) + [
+        f"- incremental hour over {centers} centers ({h['visits_in_hour']:,} visits, "
+        f"{h['rows_read']:,} source rows, {h['published']:,} messages published to the broker): "
+        f"**{h['total_s']['median']} s** end to end (min {h['total_s']['min']}, max "
+        f"{h['total_s']['max']}; median of {inc['reps']}; target < 30 s) — {phases} s",
+        f"- no-change cycle (the sensor's probe finds nothing): **{z['total_s']['median']} s** "
+        f"(min {z['total_s']['min']}, max {z['total_s']['max']}; target < 5 s)"]
 
 
 def _growth(d: dict) -> list[str]:
