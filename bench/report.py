@@ -119,6 +119,10 @@ def _city(d: dict) -> list[str]:
         out.append(f"| {v} | {rs['median']:,} ({rs['min']:,}–{rs['max']:,}) | "
                    f"{r['total_s']['median']} | {r['peak_rss_mb']['median']:.0f} | "
                    f"{r['longest_txn_s']} |")
+    for v, r in d["results"].items():
+        for bad in r.get("incomplete_runs") or []:
+            out.append(f"\n{v} run {bad.get('rep', '?')} read {bad['rows']:,} of "
+                       f"{src['total_rows']:,} rows: incomplete, left out of the medians.")
     out += ["", "| ratio | value |", "|---|---|"]
     out += [f"| {k} | {v} |" for k, v in d["ratios"].items()]
     if d.get("note"):
