@@ -278,6 +278,7 @@ def spawn(rig, variant: str, src_file: Path, rep: int) -> dict:
         raise RuntimeError(f"{variant} failed:\n{proc.stderr[-3000:]}")
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     r["longest_txn_s"] = round(longest, 3)
+    r["rep"] = rep
     for p in (out, Path(f"{out}.wal")):
         p.unlink(missing_ok=True)
     print(f"  {variant} rep {rep}: {r['rows']:,} rows in {r['total_s']:.1f}s "
