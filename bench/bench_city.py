@@ -34,10 +34,11 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from datetime import date, datetime
 from pathlib import Path
+
+from bench_common import ActivitySampler, peak_rss_mb, summary
 
 APP = "hisx_bench_city"
 GEN_VERSION = 1  # bump when the simulator's output changes: cached sources are rebuilt
@@ -123,13 +124,6 @@ def source_config(env: dict, src: dict) -> dict:
 
 
 # -- the variants (child processes) ---------------------------------------------------------------
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
 
 def _recreate_local_db(name: str) -> str:
     import psycopg
@@ -232,41 +226,17 @@ def child(variant: str, src_file: str, out: str) -> None:
     t0 = time.perf_counter()
     r = RUNNERS[variant](dict(os.environ), src, Path(out))
     r["total_s"] = time.perf_counter() - t0
-    r["peak_rss_mb"] = _peak_rss_mb()
+    r["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(r))
 
 
 # -- the parent -------------------------------------------------------------------------------
-class ActivitySampler(threading.Thread):
-    """Longest open transaction of the benchmark's sessions on the standby, every 50 ms."""
-
-    def __init__(self, dsn: str) -> None:
-        super().__init__(daemon=True)
-        self.dsn, self.longest, self._stop_evt = dsn, 0.0, threading.Event()
-
-    def run(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.dsn, autocommit=True) as c:
-            while not self._stop_evt.is_set():
-                (v,) = c.execute(
-                    "SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0)"
-                    " FROM pg_stat_activity WHERE application_name = %s AND xact_start IS NOT NULL",
-                    (APP,)).fetchone()
-                self.longest = max(self.longest, float(v))
-                self._stop_evt.wait(0.05)
-
-    def stop(self) -> float:
-        self._stop_evt.set()
-        self.join()
-        return self.longest
-
 
 def spawn(rig, variant: str, src_file: Path, rep: int) -> dict:
     out = CACHE / f"city_out_{variant}_{rep}.duckdb"
     for p in (out, Path(f"{out}.wal")):
         p.unlink(missing_ok=True)
-    sampler = ActivitySampler(rig.standby_dsn)
+    sampler = ActivitySampler(rig.standby_dsn, APP)
     sampler.start()
     try:
         proc = subprocess.run([sys.executable, __file__, "--child", variant, str(src_file),
@@ -286,11 +256,6 @@ def spawn(rig, variant: str, src_file: Path, rep: int) -> dict:
           f"longest txn {longest:.2f}s", file=sys.stderr, flush=True)
     return r
 
-
-def summary(runs: list[dict], key: str) -> dict:
-    vals = [r[key] for r in runs]
-    return {"median": round(statistics.median(vals), 3), "min": round(min(vals), 3),
-            "max": round(max(vals), 3)}
 
 
 def main() -> None:

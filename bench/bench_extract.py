@@ -25,8 +25,9 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
+
+from bench_common import ActivitySampler, peak_rss_mb
 
 APP = "hisx_bench_extract"
 SCHEMA = "bench_extract"
@@ -87,14 +88,6 @@ def _odbc(env: dict, which: str) -> str:
     return env[f"HISX_PG_{which}_ODBC"] + f"pqopt={{application_name={APP}}};"
 
 
-def _peak_rss_mb() -> float:
-    """VmHWM: this process's own peak RSS (ru_maxrss would include the parent's at exec)."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
 
 def worker(path: str, chunk_rows: int) -> dict:
     import psycopg
@@ -136,36 +129,12 @@ def worker(path: str, chunk_rows: int) -> dict:
                 assert s.endpoint == "standby" and not s.used_primary, s
                 longest = max(longest, s.longest_txn_s)
     secs = time.perf_counter() - t0
-    return {"rows": rows, "seconds": secs, "peak_rss_mb": _peak_rss_mb(), "longest_txn_s": longest}
+    return {"rows": rows, "seconds": secs, "peak_rss_mb": peak_rss_mb(), "longest_txn_s": longest}
 
-
-class ActivitySampler(threading.Thread):
-    """Longest open transaction of the benchmark's sessions on the standby, every 50 ms."""
-
-    def __init__(self, dsn: str) -> None:
-        super().__init__(daemon=True)
-        self.dsn, self.longest, self._stop_evt = dsn, 0.0, threading.Event()
-
-    def run(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.dsn, autocommit=True) as c:
-            while not self._stop_evt.is_set():
-                (v,) = c.execute(
-                    "SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0)"
-                    " FROM pg_stat_activity WHERE application_name = %s AND xact_start IS NOT NULL",
-                    (APP,)).fetchone()
-                self.longest = max(self.longest, float(v))
-                self._stop_evt.wait(0.05)
-
-    def stop(self) -> float:
-        self._stop_evt.set()
-        self.join()
-        return self.longest
 
 
 def measure(rig, path: str, chunk_rows: int) -> dict:
-    sampler = ActivitySampler(rig.standby_dsn)
+    sampler = ActivitySampler(rig.standby_dsn, APP)
     sampler.start()
     try:
         out = subprocess.run(

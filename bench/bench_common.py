@@ -1,0 +1,48 @@
+"""What several benchmarks share: peak RSS of the running process, the sampler of the longest
+open source transaction, and median/min/max summaries."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+
+
+def peak_rss_mb() -> float:
+    """VmHWM: this process's own peak RSS (ru_maxrss would include the parent's at exec)."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+class ActivitySampler(threading.Thread):
+    """Longest open transaction of the sessions named ``app`` on a server, every 50 ms."""
+
+    def __init__(self, dsn: str, app: str) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.app, self.longest = dsn, app, 0.0
+        self._stop_evt = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            while not self._stop_evt.is_set():
+                (v,) = c.execute(
+                    "SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0)"
+                    " FROM pg_stat_activity WHERE application_name = %s AND xact_start IS NOT NULL",
+                    (self.app,)).fetchone()
+                self.longest = max(self.longest, float(v))
+                self._stop_evt.wait(0.05)
+
+    def stop(self) -> float:
+        self._stop_evt.set()
+        self.join()
+        return self.longest
+
+
+def summary(runs: list[dict], key: str) -> dict:
+    vals = [r[key] for r in runs]
+    return {"median": round(statistics.median(vals), 3), "min": round(min(vals), 3),
+            "max": round(max(vals), 3)}
