@@ -174,7 +174,9 @@ def hisx_backfill(env: dict, src: dict, wh_url: str) -> dict:
             "standardize_s": t2 - t1, "marts_s": t3 - t2,
             "std_rows_in": sum(s.rows_in for s in std),
             "quarantined": sum(s.quarantined for s in std),
-            "longest_txn_s_reported": max((r.longest_txn_s for r in res), default=0.0)}
+            "longest_txn_s_reported": max((r.longest_txn_s for r in res), default=0.0),
+            # rows above a fence that had not settled on the standby wait for the next run
+            "pending_fences": sum(r.pending_fences for r in res)}
 
 
 def run_hisx_duckdb(env: dict, src: dict, out: Path) -> dict:
