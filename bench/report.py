@@ -178,7 +178,11 @@ def main(results_dir: str, previous: str | None = None) -> None:
     ``BENCHES=…`` run never drops the other figures."""
     out = [INTRO, f"- Machine: {machine()}", f"- Date: {date.today().isoformat()}",
            f"- Commit: {commit()}", ""]
+    changes = Path(__file__).with_name("changes.md")
+    if changes.exists():  # what was changed to reach the figures (kept by hand, beside the code)
+        out += [changes.read_text(encoding="utf-8").strip(), ""]
     old, old_run = previous_sections(Path(previous)) if previous else ({}, "")
+    old = {k: v for k, v in old.items() if not k.startswith("What was changed")}
     logs = {log.stem: log for log in Path(results_dir).glob("*.log")}
     for name in sorted(set(logs) | set(old)):
         if name not in logs:
