@@ -70,3 +70,17 @@ def test_masks():
     assert ps.mask_phone("13812345678") == "138****5678"
     assert ps.mask_phone("1234") == "**34"
     assert ps.mask_name("张三丰") == "张*"
+
+
+def test_weak_key_of_a_birth_date_outside_python_dates() -> None:
+    """pandas parses year 0 and negative years, Python's date cannot hold them: the key is
+    still computed, from the text as recorded (hypothesis found '-0001-01-01')."""
+    from hisx.standards import pseudonym
+
+    key = pseudonym.key_from_text("test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
+    for raw in ("-0001-01-01", "0000-01-01"):
+        k, strength = pseudonym.person_key(key, None, "王五", raw, "1")
+        assert strength == pseudonym.WEAK and len(k) == 64
+        assert k == pseudonym.person_key(key, None, "王五", raw, "1")[0]
+    assert (pseudonym.person_key(key, None, "王五", "-0001-01-01", "1")[0]
+            != pseudonym.person_key(key, None, "王五", "0000-01-01", "1")[0])

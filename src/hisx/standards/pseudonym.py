@@ -98,17 +98,19 @@ def valid_id(id_no: str | None) -> bool:
 
 
 def _iso_date(v: object) -> str:
+    """ISO date of a birth date as recorded; a value that is no representable date (text, a
+    year pandas parses but Python's ``date`` cannot hold, e.g. ``0000-01-01``) keeps its text."""
     if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
         return ""
-    if isinstance(v, datetime | pd.Timestamp):
-        return v.date().isoformat()
-    if isinstance(v, date):
-        return v.isoformat()
     try:
+        if isinstance(v, datetime | pd.Timestamp):
+            return v.date().isoformat()
+        if isinstance(v, date):
+            return v.isoformat()
         ts = pd.Timestamp(unicodedata.normalize("NFKC", str(v)).strip())
-    except (ValueError, TypeError, OverflowError):
+        return "" if ts is pd.NaT else ts.date().isoformat()
+    except (ValueError, TypeError, OverflowError, NotImplementedError):
         return str(v)
-    return "" if ts is pd.NaT else ts.date().isoformat()
 
 
 def _text(v: object) -> str:
