@@ -32,3 +32,17 @@ def pg_database() -> Iterator[str]:
         with admin.connect() as c:
             c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_rig():
+    """The PostgreSQL primary + hot standby rig: from the environment (make test) or, when
+    pytest runs directly, a private rig on free ports, stopped and removed at session end
+    (:mod:`hisx.connectors.source.pgrig`)."""
+    from hisx.connectors.source import pgrig
+
+    rig = pgrig.acquire()
+    try:
+        yield rig
+    finally:
+        pgrig.release()

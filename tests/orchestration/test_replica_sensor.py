@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from hisx.connectors.source import pgrig
 from hisx.connectors.source.config import parse_source
 from hisx.connectors.source.pgsetup import install_row_version
 from hisx.orchestration.sensors import health_sensor, source_tick
@@ -23,13 +22,9 @@ pytestmark = [pytest.mark.standby, pytest.mark.odbc]
 A, B = "310115001", "310115002"
 
 
-@pytest.fixture(scope="module")
-def rig():
-    r = pgrig.acquire()
-    try:
-        yield r
-    finally:
-        pgrig.release()
+@pytest.fixture()
+def rig(pg_rig):
+    return pg_rig
 
 
 def _insert(rig, table, org: str, ids) -> None:

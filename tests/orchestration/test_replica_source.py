@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from hisx.connectors.source import pgrig
 from hisx.connectors.source.config import parse_source
 from hisx.connectors.source.pgsetup import install_row_version
 from hisx.connectors.warehouse import Warehouse
@@ -22,13 +21,9 @@ from hisx.orchestration.resources import HisxResource
 A, B = "310115001", "310115002"
 
 
-@pytest.fixture(scope="module")
-def rig():
-    r = pgrig.acquire()
-    try:
-        yield r
-    finally:
-        pgrig.release()
+@pytest.fixture()
+def rig(pg_rig):
+    return pg_rig
 
 
 @pytest.mark.standby

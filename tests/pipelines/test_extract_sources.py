@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from hisx.connectors.source import pgrig
 from hisx.connectors.source.config import SourceConfigError, parse_source
 from hisx.connectors.source.extract import NoHealthyReplica
 from hisx.connectors.source.pgsetup import install_row_version
@@ -23,15 +22,6 @@ from hisx.pipelines import ods
 from hisx.simulator import schema
 
 A, B = "310115001", "310115002"
-
-
-@pytest.fixture(scope="session")
-def pg_rig():
-    rig = pgrig.acquire()
-    try:
-        yield rig
-    finally:
-        pgrig.release()
 
 
 @pytest.fixture()
