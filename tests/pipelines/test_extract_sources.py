@@ -193,12 +193,15 @@ def test_open_transaction_fence_is_persisted_and_later_settled(pg_rig, src, wh, 
 
 @pytest.mark.standby
 @pytest.mark.odbc
-def test_failed_landing_keeps_cursor_and_rows_together(pg_rig, src, wh, monkeypatch):
+@pytest.mark.parametrize("land_rows", [1, 10**6], ids=["txn-per-page", "pages-grouped"])
+def test_failed_landing_keeps_cursor_and_rows_together(pg_rig, src, wh, monkeypatch,
+                                                       land_rows):
     raw, t = src
     insert(pg_rig, t, range(1, 451), A)
     pg_rig.caught_up()
     cfg = parse_source("his", raw(chunk=100))
     real, calls = ods.upsert, []
+    monkeypatch.setattr(xs, "LAND_TXN_ROWS", land_rows)
 
     def upsert_failing_on_third_page(wh_, table, batch, load_id):
         calls.append(batch.num_rows)
@@ -210,12 +213,19 @@ def test_failed_landing_keeps_cursor_and_rows_together(pg_rig, src, wh, monkeypa
     monkeypatch.setattr(ods, "upsert", upsert_failing_on_third_page)
     with pytest.raises(RuntimeError, match="mid-page"):
         xs.extract_configured(wh, cfg)
-    assert ods_ids(wh, A) == list(range(1, 201))  # two pages landed, the third rolled back
-    page2_rv = pg_rig.primary(f"select row_version from {t.fullname} where reg_id = 200")[0][0]
-    assert ods.get_cursor(wh, "his", "registrations", A) == page2_rv == state_rows(wh)[A]["rv"]
+    if land_rows == 1:  # a transaction per page: two pages landed, the third rolled back
+        assert ods_ids(wh, A) == list(range(1, 201))
+        page2_rv = pg_rig.primary(
+            f"select row_version from {t.fullname} where reg_id = 200")[0][0]
+        assert ods.get_cursor(wh, "his", "registrations", A) == page2_rv == \
+            state_rows(wh)[A]["rv"]
+    else:  # the three pages shared one transaction: all rolled back, rows and cursor alike
+        assert ods_ids(wh, A) == []
+        assert ods.get_cursor(wh, "his", "registrations", A) == 0
     monkeypatch.setattr(ods, "upsert", real)
     rest = xs.extract_configured(wh, cfg)[0]
-    assert rest.rows_read == 250 and rest.rows_changed == 250  # 0 lost, 0 twice
+    landed = 200 if land_rows == 1 else 0
+    assert rest.rows_read == 450 - landed and rest.rows_changed == 450 - landed  # 0 lost/twice
     assert ods_ids(wh, A) == list(range(1, 451))
 
 

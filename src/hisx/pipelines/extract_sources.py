@@ -6,7 +6,8 @@ through a :class:`~hisx.connectors.source.extract.SourceExtractor` (up to the so
 readable replica (the primary only under the ``primary`` policy, recorded), up to the
 commit-safe bound (PostgreSQL fences / SQL Server ``MIN_ACTIVE_ROWVERSION() - 1``), with lag
 checked before the run and between pages. Each page is landed with :func:`ods.upsert` and
-the cursor advanced in the *same* warehouse transaction: ``ods_cursor`` keeps the plain
+the cursor advanced in the *same* warehouse transaction (pages are committed in groups of
+about ``LAND_TXN_ROWS`` rows): ``ods_cursor`` keeps the plain
 row-version high-water mark the rest of the pipeline reads, ``ods_cursor_state`` the full
 :class:`CursorState` (unsettled fences included) as JSON. A crash between pages resumes
 exactly where it stopped; a re-run with nothing new lands nothing.
@@ -17,6 +18,7 @@ here: orchestration calls :func:`extract_configured` / :func:`extract_sources_fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -32,6 +34,9 @@ from hisx.connectors.source.reader import TableReader
 from hisx.connectors.warehouse import Warehouse
 from hisx.pipelines import ods, runlog
 from hisx.pipelines.extract import ExtractResult, extract_table
+
+#: rows landed per warehouse transaction (pages of several jobs share one)
+LAND_TXN_ROWS = 200_000
 
 STATE_DDL = """
 CREATE TABLE IF NOT EXISTS ods_cursor_state (
@@ -121,7 +126,7 @@ def _result(cfg: SourceConfig, table: str, tenant: str, load_id: str, before: in
 def _extract_replicated(wh: Warehouse, cfg: SourceConfig, names: list[str],
                         load_id: str) -> list[SourceExtractResult]:
     """All (table, tenant) jobs through up to ``max_readers`` replica readers; landing stays
-    in this thread, one warehouse transaction per page (rows + both cursor rows)."""
+    in this thread: each page's rows and both its cursor rows in the same transaction."""
     jobs, keys, before = [], [], []
     for name in names:
         table = cfg.table(name)
@@ -133,14 +138,21 @@ def _extract_replicated(wh: Warehouse, cfg: SourceConfig, names: list[str],
     read, changed = [0] * len(jobs), [0] * len(jobs)
     started = datetime.now()
     results: dict[int, SourceExtractResult] = {}
-    # A source failure ends the loop after the pages already read were landed: each landed
-    # page carried its state. Fences a failed job took are not kept (the next run re-takes).
-    for ev in extract_parallel(cfg, jobs):
-        name, tenant = keys[ev.job]
-        with wh.transaction():
+    # A source failure ends the loop after the pages already landed were committed: each
+    # landed page carried its state. Fences a failed job took are not kept (the next run
+    # re-takes). Pages are committed in groups of about LAND_TXN_ROWS rows: few, large
+    # transactions (DuckDB writes their full row groups straight to the file, not the WAL).
+    with contextlib.ExitStack() as txn:
+        in_txn = 0
+        for ev in extract_parallel(cfg, jobs):
+            name, tenant = keys[ev.job]
+            if not in_txn:
+                txn.enter_context(wh.transaction())
+            in_txn += 1
             if ev.page is not None:
                 changed[ev.job] += ods.upsert(wh, name, ev.page, load_id)
                 read[ev.job] += ev.page.num_rows
+                in_txn += ev.page.num_rows
             # the page's snapshot, or at the end the tail (bound passed, fences settled)
             save_state(wh, cfg.name, name, tenant, ev.state)
             if ev.done:
@@ -149,6 +161,9 @@ def _extract_replicated(wh: Warehouse, cfg: SourceConfig, names: list[str],
                 results[ev.job] = res
                 if res.rows_read:
                     runlog.log_extract(wh, **_base(res), started_at=started)
+            if in_txn >= LAND_TXN_ROWS:
+                txn.close()  # commit this group
+                in_txn = 0
     return [results[i] for i in sorted(results)]
 
 

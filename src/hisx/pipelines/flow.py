@@ -176,16 +176,33 @@ def std_chunk_rows() -> int:
 
 
 def _key_chunks(wh: Warehouse, table: str, tenant: str, load_ids: list[str],
-                size: int) -> list[tuple[int, int]]:
+                size: int) -> list[tuple[int, int, int]]:
     """Inclusive primary-key ranges of at most ``size`` pending rows each, in key order (so a
-    natural-key duplicate meets its lower-keyed original in the same or an earlier chunk)."""
+    natural-key duplicate meets its lower-keyed original in the same or an earlier chunk),
+    as ``(lo, hi, rows)``."""
     pk = ods.primary_key(ods.SOURCE_TABLES[table])
     cond, names = _loads_filter(load_ids)
     keys = wh.query_arrow(
         f'SELECT "{pk}" AS k FROM {ods.ods_name(table)} WHERE org_code = :tenant AND {cond} '
         "ORDER BY 1", {"tenant": tenant, **names}).column("k").to_numpy()
-    return [(int(keys[i]), int(keys[min(i + size, len(keys)) - 1]))
+    return [(int(keys[i]), int(keys[min(i + size, len(keys)) - 1]), min(size, len(keys) - i))
             for i in range(0, len(keys), size)]
+
+
+def _txn_groups(units: list[tuple], size: int) -> list[list[tuple]]:
+    """Consecutive chunks (of any tenants) whose rows add up to at most ``size``: written in
+    one transaction. Few, large commits: DuckDB writes a transaction's full row groups
+    straight to the file instead of to the WAL, and an hour's changes of many centers cost
+    one commit per dataset instead of one per center."""
+    groups: list[list[tuple]] = []
+    rows = 0
+    for u in units:
+        if not groups or rows + u[3] > size:
+            groups.append([])
+            rows = 0
+        groups[-1].append(u)
+        rows += u[3]
+    return groups
 
 
 PERSON_KEY_CACHE_DDL = """CREATE TABLE IF NOT EXISTS person_key_cache (
@@ -293,11 +310,13 @@ def standardize_tenants(
     wh: Warehouse, dataset: str, tenants: Iterable[Tenant], *, now: datetime | None = None,
     load_id: str | None = None,
 ) -> list[StdStats]:
-    """Standardize ``dataset`` for each tenant, one batch per tenant.
+    """Standardize ``dataset`` for each tenant, in key-ordered chunks of each tenant's backlog.
 
-    Each batch is read from ODS, standardized with its feed-ledger rows (pure functions, see
-    :func:`_compute`) and written in one transaction. A process pool per tenant was measured
-    slower than this on the 2-core machine (pickling the batches costs more than it saves).
+    Each chunk is read from ODS and standardized with its feed-ledger rows (pure functions,
+    see :func:`_compute`); consecutive chunks of up to ``HISX_STD_CHUNK_ROWS`` rows in all,
+    whatever their tenants, are written in one transaction (see :func:`_txn_groups`). A
+    process pool per tenant was measured slower than this on the 2-core machine (pickling the
+    batches costs more than it saves).
     """
     from hisx.pipelines.standardize import DATASETS
     from hisx.standards.datasets import load_schema
@@ -307,22 +326,29 @@ def standardize_tenants(
     ensure_std(wh, dataset, schema)
     now = now or datetime.now()
     load_id = load_id or new_load_id()
-    out: list[StdStats] = []
     size = std_chunk_rows()
+    tenants = list(tenants)
+    totals = {t.org_code: StdStats(dataset, t.org_code) for t in tenants}
+    units: list[tuple] = []  # (tenant, loads, key range, rows, loads done after this chunk)
     for tenant in tenants:
-        total = StdStats(dataset, tenant.org_code)
         loads = runlog.pending_loads(wh, spec.name, spec.source_table, tenant.org_code)
         chunks = _key_chunks(wh, spec.source_table, tenant.org_code, loads, size) if loads else []
-        for i, keys in enumerate(chunks):
-            job = _prepare(wh, spec, tenant, now, load_id, loads, keys)
+        for i, (lo, hi, n) in enumerate(chunks):
             # the loads count as standardized once their last chunk is written
-            job["done"] = loads if i == len(chunks) - 1 else []
-            total.add(_finish(wh, spec, schema, job, _compute(job["args"])))
+            units.append((tenant, loads, (lo, hi), n, loads if i == len(chunks) - 1 else []))
         if loads and not chunks:  # loads whose rows were all superseded: nothing left to read
             with wh.transaction():
                 runlog.mark_done(wh, dataset, tenant.org_code, loads)
-        out.append(total)
-    return out
+    for group in _txn_groups(units, size):
+        # a later chunk reads (dedup, person keys) what an earlier one of the group wrote:
+        # the transaction sees its own writes
+        with wh.transaction():
+            for tenant, loads, keys, _n, done in group:
+                job = _prepare(wh, spec, tenant, now, load_id, loads, keys)
+                job["done"] = done
+                totals[tenant.org_code].add(_finish(wh, spec, schema, job,
+                                                    _compute(job["args"])))
+    return list(totals.values())
 
 
 def _existing_keys(wh: Warehouse, spec, tenant: str, df: pd.DataFrame) -> pd.DataFrame | None:

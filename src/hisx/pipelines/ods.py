@@ -102,15 +102,22 @@ def upsert(wh: Warehouse, table: str, batch: pa.Table, load_id: str) -> int:
     batch = batch.append_column("_loaded_at", pa.array([datetime.now()] * n, pa.timestamp("us")))
     ods = ods_name(table)
     stage = ident(f"stage_{table}")
+    keys = batch.column(pk)
+    rng = {"lo": pc.min(keys).as_py(), "hi": pc.max(keys).as_py()}
     with wh.transaction():
+        if n and not wh.scalar(
+                f"SELECT count(*) FROM (SELECT 1 FROM {ods} WHERE {pk} BETWEEN :lo AND :hi "
+                "LIMIT 1) x", rng):
+            # first sight of this key range (a backfill; keys are distinct already): every
+            # row is news, no staging
+            wh.load_arrow(ods, batch)
+            return n
         wh.execute(f"DROP TABLE IF EXISTS {stage}")
         wh.execute(f"CREATE TEMPORARY TABLE {stage} AS SELECT * FROM {ods} WHERE 1 = 0")
         wh.load_arrow(stage, batch)
         # rows already stored at the same or a higher version are not news: drop from stage
         # the batch's key range lets DuckDB skip the ODS row groups that cannot match (keys
         # are allocated in blocks), instead of joining against the whole table every page
-        keys = batch.column(pk)
-        rng = {"lo": pc.min(keys).as_py(), "hi": pc.max(keys).as_py()}
         wh.execute(
             f"DELETE FROM {stage} WHERE EXISTS (SELECT 1 FROM {ods} o "
             f"WHERE o.{pk} BETWEEN :lo AND :hi AND o.{pk} = {stage}.{pk} "
