@@ -4,15 +4,24 @@ both warehouses, for every mart (the separable ones in one statement, the others
 from __future__ import annotations
 
 import hashlib
-from datetime import date
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime
 
 import pytest
+import sqlalchemy as sa
 
+from hisx.connectors.warehouse import Warehouse
 from hisx.marts import runner
 
 BACKENDS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 WIDE = (date(2000, 1, 1), date(2030, 12, 31))
+
+#: The marts that ``SELECT :tenant``-ed or mixed tenants before they were made separable.
+REWRITTEN = ("dim_center", "dim_date", "mart_dq_daily", "mart_chronic_monthly",
+             "mart_family_doctor_monthly")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -55,5 +64,150 @@ def test_many_tenant_loads_equal_per_tenant_loads(wh) -> None:
 def test_separable_marts_are_the_reviewed_ones() -> None:
     separable = {m for m in runner.MARTS if runner.tenant_separable(m)}
     assert separable == set(runner.TENANT_SEPARABLE)
-    # the marts that mix tenants in one statement would be wrong: they stay per tenant
-    assert not separable & {"dim_date", "mart_dq_daily", "dim_center"}
+    assert separable >= set(REWRITTEN)
+
+
+@pytest.mark.parametrize("extra", [
+    # the output tenant from the parameter: every tenant would get the first one's name
+    "INSERT INTO dim_center SELECT :tenant, NULL, NULL, NULL, NULL",
+    # a window over all tenants of the scope
+    "INSERT INTO dim_center SELECT tenant, MIN(business_date) OVER (ORDER BY business_date), "
+    "NULL, NULL, NULL FROM std_outpatient_visit WHERE tenant = :tenant",
+])
+def test_a_non_separable_statement_is_refused(monkeypatch, extra: str) -> None:
+    sql = runner.mart_sql("dim_center") + "\n" + extra + ";\n"
+    monkeypatch.setattr(runner, "mart_sql", lambda name: sql)
+    runner.tenant_separable.cache_clear()
+    try:
+        assert not runner.tenant_separable("dim_center")
+    finally:
+        runner.tenant_separable.cache_clear()
+
+
+def test_an_unreviewed_mart_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr(runner, "TENANT_SEPARABLE", runner.TENANT_SEPARABLE - {"dim_date"})
+    runner.tenant_separable.cache_clear()
+    try:
+        assert not runner.tenant_separable("dim_date")
+    finally:
+        runner.tenant_separable.cache_clear()
+
+
+# -- a richer world for the rewritten marts: 3 months, sub-ranges, and edge cases -------------
+
+SUB_RANGES = [
+    (date(2026, 8, 10), date(2026, 8, 20)),   # mid-month: a cumulative monthly reloads from Aug
+    (date(2026, 8, 15), date(2026, 9, 14)),   # across a month boundary
+    (date(2026, 9, 1), date(2026, 12, 31)),   # the last month and months without any rows
+    (date(2026, 7, 31), date(2026, 7, 31)),   # one day
+]
+LOCAL_PG = os.environ.get("HISX_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+NO_DATA = "ZZ00000000000000NODATA"  # a center in ods_organizations with no std rows
+
+
+@pytest.fixture(scope="module")
+def multi_source(tmp_path_factory) -> str:
+    from hisx.simulator import simulate
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('many_src') / 'his.sqlite'}"
+    simulate(url, centers=3, months=3, visits_per_month=300, seed=5, start=date(2026, 7, 1),
+             progress=False)
+    return url
+
+
+def _edge_cases(wh: Warehouse) -> None:
+    """Shape the standardized world so the edge cases occur: a center with a month of
+    follow-ups, diagnoses and quarantined visits but no standardized visit (chronic month
+    without visits; quarantine-only day × dataset combos), another whose last month has no
+    visit, and a center with no std rows at all (NULL period_start in dim_center; a quarantined
+    row on a day no dataset has)."""
+    ts = sorted(wh.query_df("SELECT DISTINCT tenant FROM std_outpatient_visit")["tenant"])
+    with wh.transaction():
+        wh.execute("DELETE FROM std_outpatient_visit WHERE tenant = :t AND business_date "
+                   "BETWEEN :a AND :b", {"t": ts[1], "a": date(2026, 8, 1), "b": date(2026, 8, 31)})
+        wh.execute("DELETE FROM std_outpatient_visit WHERE tenant = :t AND business_date "
+                   ">= :a", {"t": ts[2], "a": date(2026, 9, 1)})
+        cols = ("org_id, org_code, org_name, uscc, division_code, his_vendor, updated_at, "
+                "row_version, _load_id, _loaded_at")
+        wh.execute(f"INSERT INTO ods_organizations ({cols}) SELECT 999, :z, 'no data', uscc, "
+                   "division_code, his_vendor, updated_at, row_version, _load_id, _loaded_at "
+                   "FROM ods_organizations WHERE org_code = :t", {"z": NO_DATA, "t": ts[0]})
+        wh.execute("INSERT INTO quarantine (dataset, tenant, source_table, source_key, "
+                   "row_version, reasons, original, load_id, quarantined_at) VALUES "
+                   "('charge', :z, 'charges', 1, 1, '[\"invalid:amount\"]', "
+                   "'{\"charge_time\": \"2026-08-05 10:00:00\"}', 'test', :at)",
+                   {"z": NO_DATA, "at": datetime(2026, 8, 6)})
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def multi(request, multi_source, tmp_path_factory) -> Iterator[Warehouse]:
+    from hisx.pipelines import flow
+
+    admin, name = None, ""
+    if request.param == "duckdb":
+        url = f"duckdb:///{tmp_path_factory.mktemp('many_wh') / 'wh.duckdb'}"
+    else:
+        name = f"hisx_many_{uuid.uuid4().hex[:10]}"
+        admin = sa.create_engine(LOCAL_PG, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = LOCAL_PG.rsplit("/", 1)[0] + f"/{name}"
+    wh = Warehouse.from_url(url)
+    try:
+        engine = sa.create_engine(multi_source)
+        try:
+            flow.run_all(engine, wh, now=datetime(2027, 1, 1))
+        finally:
+            engine.dispose()
+        _edge_cases(wh)
+        yield wh
+    finally:
+        wh.close()
+        if admin is not None:
+            with admin.connect() as c:
+                c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+
+
+def test_many_tenant_loads_equal_per_tenant_loads_over_months_and_ranges(multi) -> None:
+    wh = multi
+    ts = sorted(wh.query_df("SELECT DISTINCT org_code FROM ods_organizations")["org_code"])
+    assert len(ts) == 4 and NO_DATA in ts
+    for name in runner.MARTS:
+        for t in ts:
+            runner.load_mart(wh, name, t, *WIDE)
+    one_by_one = snapshot(wh)
+    for name in runner.MARTS:
+        wh.execute(f"DELETE FROM {name}")
+    for name in runner.MARTS:
+        runner.load_mart_many(wh, name, ts, *WIDE)
+    assert snapshot(wh) == one_by_one
+    # a re-load of a sub-range (delete then insert, whole months for the monthly marts, every
+    # later month for the cumulative ones) over all tenants gives the same rows again
+    for lo, hi in SUB_RANGES:
+        for name in runner.MARTS:
+            runner.load_mart_many(wh, name, ts, lo, hi)
+        assert snapshot(wh) == one_by_one, (lo, hi)
+
+    # the edge cases are there, so the comparison compared them
+    def q(sql: str) -> int:
+        return int(wh.scalar(sql) or 0)
+
+    assert q("SELECT count(*) FROM dim_center") == 4
+    assert q(f"SELECT count(*) FROM dim_center WHERE tenant = '{NO_DATA}' "
+             "AND period_start IS NULL") == 1
+    assert q("SELECT count(DISTINCT tenant) FROM dim_date") == 3
+    assert q("SELECT count(DISTINCT tenant) FROM mart_dq_daily") == 4
+    assert q("SELECT count(*) FROM mart_dq_daily WHERE standardized = 0 AND quarantined > 0") > 0
+    assert q("SELECT count(*) FROM mart_dq_daily WHERE standardized > 0 AND quarantined > 0") > 0
+    assert q("SELECT count(DISTINCT tenant) FROM mart_chronic_monthly "
+             "WHERE managed_patients > 0 AND followups > 0") == 3
+    assert q("SELECT count(DISTINCT period_start) FROM mart_chronic_monthly") == 3
+    # the months with follow-ups but no visit (the second and third centers) are there
+    assert q("SELECT count(*) FROM mart_chronic_monthly m WHERE NOT EXISTS (SELECT 1 FROM "
+             "fact_visit v WHERE v.tenant = m.tenant AND v.period_start >= m.period_start "
+             "AND v.period_start < m.period_start + INTERVAL '1 month')") == 4
+    assert q("SELECT count(*) FROM mart_family_doctor_monthly") == 7
+    assert q("SELECT count(DISTINCT tenant) FROM mart_family_doctor_monthly "
+             "WHERE contracted_residents > 0 AND contracted_visits > 0 "
+             "AND contracted_chronic_patients > 0 AND new_contracts > 0") == 3

@@ -12,9 +12,12 @@ CREATE TABLE IF NOT EXISTS dim_center (
 DELETE FROM dim_center WHERE tenant = :tenant;
 
 INSERT INTO dim_center
-SELECT o.org_code, (SELECT MIN(v.business_date) FROM std_outpatient_visit v
-                    WHERE v.tenant = :tenant),
-       MAX(o.org_name), MAX(o.division_code), MAX(o.his_vendor)
-FROM ods_organizations o
-WHERE o.org_code = :tenant
-GROUP BY o.org_code;
+SELECT o.tenant, v.first_day, MAX(o.org_name), MAX(o.division_code), MAX(o.his_vendor)
+FROM (SELECT org_code AS tenant, org_name, division_code, his_vendor
+      FROM ods_organizations) o
+LEFT JOIN (SELECT tenant, MIN(business_date) AS first_day
+           FROM std_outpatient_visit
+           WHERE tenant = :tenant
+           GROUP BY tenant) v ON v.tenant = o.tenant
+WHERE o.tenant = :tenant
+GROUP BY o.tenant, v.first_day;

@@ -16,19 +16,27 @@ CREATE TABLE IF NOT EXISTS dim_date (
 DELETE FROM dim_date WHERE tenant = :tenant AND period_start BETWEEN :date_from AND :date_to;
 
 INSERT INTO dim_date
-SELECT CAST(:tenant AS VARCHAR(40)), d, CAST(EXTRACT(YEAR FROM d) AS INTEGER), CAST(EXTRACT(QUARTER FROM d) AS INTEGER),
-       CAST(EXTRACT(MONTH FROM d) AS INTEGER), CAST(date_trunc('month', d) AS DATE),
-       CAST(EXTRACT(ISODOW FROM d) AS INTEGER), EXTRACT(ISODOW FROM d) >= 6
-FROM (SELECT CAST(g.t AS DATE) AS d
-      FROM generate_series(CAST(CAST(:date_from AS DATE) AS TIMESTAMP),
-                           CAST(CAST(:date_to AS DATE) AS TIMESTAMP), INTERVAL '1 day') AS g(t)) s
-WHERE s.d IN (
-    SELECT business_date FROM std_person WHERE tenant = :tenant
-    UNION SELECT business_date FROM std_outpatient_visit WHERE tenant = :tenant
-    UNION SELECT business_date FROM std_diagnosis WHERE tenant = :tenant
-    UNION SELECT business_date FROM std_prescription WHERE tenant = :tenant
-    UNION SELECT business_date FROM std_prescription_item WHERE tenant = :tenant
-    UNION SELECT business_date FROM std_charge WHERE tenant = :tenant
-    UNION SELECT business_date FROM std_dispense WHERE tenant = :tenant
-    UNION SELECT business_date FROM std_chronic_followup WHERE tenant = :tenant
-    UNION SELECT business_date FROM std_family_contract WHERE tenant = :tenant);
+SELECT s.tenant, s.d, CAST(EXTRACT(YEAR FROM s.d) AS INTEGER),
+       CAST(EXTRACT(QUARTER FROM s.d) AS INTEGER), CAST(EXTRACT(MONTH FROM s.d) AS INTEGER),
+       CAST(date_trunc('month', s.d) AS DATE), CAST(EXTRACT(ISODOW FROM s.d) AS INTEGER),
+       EXTRACT(ISODOW FROM s.d) >= 6
+FROM (
+    SELECT tenant, business_date AS d FROM std_person
+    WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to
+    UNION SELECT tenant, business_date FROM std_outpatient_visit
+    WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to
+    UNION SELECT tenant, business_date FROM std_diagnosis
+    WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to
+    UNION SELECT tenant, business_date FROM std_prescription
+    WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to
+    UNION SELECT tenant, business_date FROM std_prescription_item
+    WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to
+    UNION SELECT tenant, business_date FROM std_charge
+    WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to
+    UNION SELECT tenant, business_date FROM std_dispense
+    WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to
+    UNION SELECT tenant, business_date FROM std_chronic_followup
+    WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to
+    UNION SELECT tenant, business_date FROM std_family_contract
+    WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to
+) s;

@@ -26,18 +26,18 @@ WHERE tenant = :tenant
 
 INSERT INTO mart_chronic_monthly
 WITH months AS (
-    SELECT DISTINCT CAST(date_trunc('month', period_start) AS DATE) AS month_start
+    SELECT DISTINCT tenant, CAST(date_trunc('month', period_start) AS DATE) AS month_start
     FROM fact_visit
     WHERE tenant = :tenant
       AND period_start >= CAST(date_trunc('month', CAST(:date_from AS DATE)) AS DATE)
     UNION
-    SELECT DISTINCT CAST(date_trunc('month', period_start) AS DATE)
+    SELECT DISTINCT tenant, CAST(date_trunc('month', period_start) AS DATE)
     FROM fact_chronic_followup
     WHERE tenant = :tenant
       AND period_start >= CAST(date_trunc('month', CAST(:date_from AS DATE)) AS DATE)
 ),
 bounds AS (
-    SELECT month_start,
+    SELECT tenant, month_start,
            CAST(month_start + INTERVAL '1 month' AS DATE) AS next_month
     FROM months
 ),
@@ -45,32 +45,33 @@ groups AS (
     SELECT 'HTN' AS disease_group UNION ALL SELECT 'DM'
 ),
 registry AS (
-    SELECT disease_group, person_key, MIN(first_day) AS first_day
+    SELECT tenant, disease_group, person_key, MIN(first_day) AS first_day
     FROM (
-        SELECT disease_group, person_key, MIN(period_start) AS first_day
+        SELECT tenant, disease_group, person_key, MIN(period_start) AS first_day
         FROM fact_diagnosis
         WHERE tenant = :tenant AND disease_group IS NOT NULL AND person_key IS NOT NULL
-        GROUP BY disease_group, person_key
+        GROUP BY tenant, disease_group, person_key
         UNION ALL
-        SELECT disease_group, person_key, MIN(period_start)
+        SELECT tenant, disease_group, person_key, MIN(period_start)
         FROM fact_chronic_followup
         WHERE tenant = :tenant
-        GROUP BY disease_group, person_key
+        GROUP BY tenant, disease_group, person_key
     ) r
-    GROUP BY disease_group, person_key
+    GROUP BY tenant, disease_group, person_key
 ),
 managed AS (
-    SELECT b.month_start, r.disease_group,
+    SELECT b.tenant, b.month_start, r.disease_group,
            COUNT(*) AS managed_patients,
            COUNT(*) FILTER (WHERE r.first_day >= b.month_start) AS new_patients
     FROM bounds b
-    JOIN registry r ON r.first_day < b.next_month
-    GROUP BY b.month_start, r.disease_group
+    JOIN registry r ON r.tenant = b.tenant AND r.first_day < b.next_month
+    GROUP BY b.tenant, b.month_start, r.disease_group
 ),
 last_fu AS (
-    SELECT CAST(date_trunc('month', period_start) AS DATE) AS month_start, disease_group,
-           person_key, is_controlled,
-           ROW_NUMBER() OVER (PARTITION BY CAST(date_trunc('month', period_start) AS DATE),
+    SELECT tenant, CAST(date_trunc('month', period_start) AS DATE) AS month_start,
+           disease_group, person_key, is_controlled,
+           ROW_NUMBER() OVER (PARTITION BY tenant,
+                                           CAST(date_trunc('month', period_start) AS DATE),
                                            disease_group, person_key
                               ORDER BY business_time DESC, source_key DESC) AS rn
     FROM fact_chronic_followup
@@ -78,15 +79,15 @@ last_fu AS (
       AND period_start >= CAST(date_trunc('month', CAST(:date_from AS DATE)) AS DATE)
 ),
 fu AS (
-    SELECT month_start, disease_group,
+    SELECT tenant, month_start, disease_group,
            COUNT(*) FILTER (WHERE rn = 1) AS followed_up_patients,
            COUNT(*) AS followups,
            COUNT(*) FILTER (WHERE rn = 1 AND is_controlled IS NOT NULL) AS measured_patients,
            COUNT(*) FILTER (WHERE rn = 1 AND is_controlled) AS controlled_patients
     FROM last_fu
-    GROUP BY month_start, disease_group
+    GROUP BY tenant, month_start, disease_group
 )
-SELECT :tenant, b.month_start, g.disease_group,
+SELECT b.tenant, b.month_start, g.disease_group,
        COALESCE(m.managed_patients, 0), COALESCE(m.new_patients, 0),
        COALESCE(f.followed_up_patients, 0), COALESCE(f.followups, 0),
        CAST(COALESCE(f.followed_up_patients, 0) AS DOUBLE PRECISION)
@@ -95,5 +96,7 @@ SELECT :tenant, b.month_start, g.disease_group,
        CAST(f.controlled_patients AS DOUBLE PRECISION) / NULLIF(f.measured_patients, 0)
 FROM bounds b
 CROSS JOIN groups g
-LEFT JOIN managed m ON m.month_start = b.month_start AND m.disease_group = g.disease_group
-LEFT JOIN fu f ON f.month_start = b.month_start AND f.disease_group = g.disease_group;
+LEFT JOIN managed m
+  ON m.tenant = b.tenant AND m.month_start = b.month_start AND m.disease_group = g.disease_group
+LEFT JOIN fu f
+  ON f.tenant = b.tenant AND f.month_start = b.month_start AND f.disease_group = g.disease_group;

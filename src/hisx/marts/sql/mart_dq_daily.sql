@@ -31,52 +31,57 @@ WHERE tenant = :tenant AND period_start BETWEEN :date_from AND :date_to;
 
 INSERT INTO mart_dq_daily
 WITH arrivals AS (
-    SELECT 'person' AS dataset, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
+    SELECT 'person' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
     FROM std_person s JOIN ods_patients o ON o.org_code = s.tenant AND o.patient_id = s.source_key
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'outpatient_visit' AS dataset, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
+    SELECT 'outpatient_visit' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
     FROM std_outpatient_visit s JOIN ods_registrations o ON o.org_code = s.tenant AND o.reg_id = s.source_key
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'diagnosis' AS dataset, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
+    SELECT 'diagnosis' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
     FROM std_diagnosis s JOIN ods_diagnoses o ON o.org_code = s.tenant AND o.diag_id = s.source_key
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'prescription' AS dataset, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
+    SELECT 'prescription' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
     FROM std_prescription s JOIN ods_prescriptions o ON o.org_code = s.tenant AND o.rx_id = s.source_key
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'prescription_item' AS dataset, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
+    SELECT 'prescription_item' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
     FROM std_prescription_item s JOIN ods_prescription_items o ON o.org_code = s.tenant AND o.item_id = s.source_key
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'charge' AS dataset, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
+    SELECT 'charge' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
     FROM std_charge s JOIN ods_charges o ON o.org_code = s.tenant AND o.charge_id = s.source_key
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'dispense' AS dataset, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
+    SELECT 'dispense' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
     FROM std_dispense s JOIN ods_dispenses o ON o.org_code = s.tenant AND o.dispense_id = s.source_key
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'chronic_followup' AS dataset, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
+    SELECT 'chronic_followup' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
     FROM std_chronic_followup s JOIN ods_chronic_followups o ON o.org_code = s.tenant AND o.followup_id = s.source_key
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'family_contract' AS dataset, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
+    SELECT 'family_contract' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
     FROM std_family_contract s JOIN ods_family_contracts o ON o.org_code = s.tenant AND o.contract_id = s.source_key
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
 ),
 std_day AS (
-    SELECT dataset, d, COUNT(*) AS standardized,
+    SELECT tenant, dataset, d, COUNT(*) AS standardized,
            COUNT(*) FILTER (WHERE CAST(arrived AS DATE) > d) AS late_rows,
-           AVG(EXTRACT(EPOCH FROM (arrived - bt)) / 3600.0) AS avg_delay_hours,
+           -- the mean from the exact sum of the delays (NUMERIC seconds): an AVG of floats
+           -- depends in its last bits on the aggregation order, which differs between a
+           -- one-tenant and a many-tenant load
+           CAST(SUM(CAST(EXTRACT(EPOCH FROM (arrived - bt)) AS NUMERIC(18, 6)))
+                AS DOUBLE PRECISION) / NULLIF(COUNT(arrived - bt), 0) / 3600.0
+               AS avg_delay_hours,
            MAX(EXTRACT(EPOCH FROM (arrived - bt)) / 3600.0) AS max_delay_hours
     FROM arrivals
-    GROUP BY dataset, d
+    GROUP BY tenant, dataset, d
 ),
 q AS (
-    SELECT dataset, reasons,
+    SELECT tenant, dataset, reasons,
            CAST(SUBSTR(CASE dataset
                 WHEN 'person' THEN CAST(original AS JSON) ->> 'created_at'
                 WHEN 'outpatient_visit' THEN CAST(original AS JSON) ->> 'reg_time'
@@ -92,7 +97,7 @@ q AS (
     WHERE tenant = :tenant
 ),
 q_day AS (
-    SELECT dataset, d, COUNT(*) AS quarantined,
+    SELECT tenant, dataset, d, COUNT(*) AS quarantined,
            COUNT(*) FILTER (WHERE reasons LIKE '%"unmapped:%') AS q_unmapped,
            COUNT(*) FILTER (WHERE reasons LIKE '%"invalid:%') AS q_invalid,
            COUNT(*) FILTER (WHERE reasons LIKE '%"missing:%') AS q_missing,
@@ -103,19 +108,19 @@ q_day AS (
            COUNT(*) FILTER (WHERE reasons NOT LIKE '%"unmapped:%' AND reasons NOT LIKE '%"invalid:%' AND reasons NOT LIKE '%"missing:%' AND reasons NOT LIKE '%"implausible:%' AND reasons NOT LIKE '%"inconsistent:%' AND reasons NOT LIKE '%"future:%' AND reasons NOT LIKE '%"orphan:%') AS q_other
     FROM q
     WHERE d BETWEEN :date_from AND :date_to
-    GROUP BY dataset, d
+    GROUP BY tenant, dataset, d
 ),
 days AS (
-    SELECT dataset, d, standardized, late_rows, avg_delay_hours, max_delay_hours,
+    SELECT tenant, dataset, d, standardized, late_rows, avg_delay_hours, max_delay_hours,
            0 AS quarantined, 0 AS q_unmapped, 0 AS q_invalid, 0 AS q_missing, 0 AS q_implausible, 0 AS q_inconsistent, 0 AS q_future, 0 AS q_orphan, 0 AS q_other
     FROM std_day
     UNION ALL
-    SELECT dataset, d, 0, 0, NULL, NULL, quarantined, q_unmapped, q_invalid, q_missing, q_implausible, q_inconsistent, q_future, q_orphan, q_other
+    SELECT tenant, dataset, d, 0, 0, NULL, NULL, quarantined, q_unmapped, q_invalid, q_missing, q_implausible, q_inconsistent, q_future, q_orphan, q_other
     FROM q_day
 )
-SELECT :tenant, d, dataset, SUM(standardized) + SUM(quarantined), SUM(standardized),
+SELECT tenant, d, dataset, SUM(standardized) + SUM(quarantined), SUM(standardized),
        SUM(quarantined), SUM(q_unmapped), SUM(q_invalid), SUM(q_missing), SUM(q_implausible), SUM(q_inconsistent), SUM(q_future), SUM(q_orphan), SUM(q_other),
        CAST(SUM(standardized) AS DOUBLE PRECISION) / NULLIF(SUM(standardized) + SUM(quarantined), 0),
        SUM(late_rows), MAX(avg_delay_hours), MAX(max_delay_hours)
 FROM days
-GROUP BY d, dataset;
+GROUP BY tenant, d, dataset;

@@ -26,73 +26,89 @@ WHERE tenant = :tenant
 
 INSERT INTO mart_family_doctor_monthly
 WITH bounds AS (
-    SELECT month_start,
+    SELECT tenant, month_start,
            CAST(month_start + INTERVAL '1 month' - INTERVAL '1 day' AS DATE) AS month_end
-    FROM (SELECT DISTINCT CAST(date_trunc('month', period_start) AS DATE) AS month_start
+    FROM (SELECT DISTINCT tenant, CAST(date_trunc('month', period_start) AS DATE) AS month_start
           FROM fact_visit
           WHERE tenant = :tenant
             AND period_start >= CAST(date_trunc('month', CAST(:date_from AS DATE)) AS DATE)) m
 ),
 contracts AS (
-    SELECT person_key, period_start AS signed_day, start_date, end_date
+    SELECT tenant, person_key, period_start AS signed_day, start_date, end_date
     FROM fact_family_contract
     WHERE tenant = :tenant AND status_code <> '3'
 ),
 chronic AS (
-    SELECT person_key, MIN(first_day) AS first_day
+    SELECT tenant, person_key, MIN(first_day) AS first_day
     FROM (
-        SELECT person_key, MIN(period_start) AS first_day FROM fact_diagnosis
+        SELECT tenant, person_key, MIN(period_start) AS first_day FROM fact_diagnosis
         WHERE tenant = :tenant AND disease_group IS NOT NULL AND person_key IS NOT NULL
-        GROUP BY person_key
+        GROUP BY tenant, person_key
         UNION ALL
-        SELECT person_key, MIN(period_start) FROM fact_chronic_followup
-        WHERE tenant = :tenant GROUP BY person_key
+        SELECT tenant, person_key, MIN(period_start) FROM fact_chronic_followup
+        WHERE tenant = :tenant GROUP BY tenant, person_key
     ) c
-    GROUP BY person_key
+    GROUP BY tenant, person_key
 ),
 in_force AS (
-    SELECT DISTINCT b.month_start, c.person_key
+    SELECT DISTINCT b.tenant, b.month_start, c.person_key
     FROM bounds b
-    JOIN contracts c ON c.start_date <= b.month_end AND c.end_date >= b.month_end
+    JOIN contracts c
+      ON c.tenant = b.tenant AND c.start_date <= b.month_end AND c.end_date >= b.month_end
 ),
 signed AS (
-    SELECT b.month_start, COUNT(c.person_key) AS new_contracts
+    SELECT b.tenant, b.month_start, COUNT(c.person_key) AS new_contracts
     FROM bounds b
-    JOIN fact_family_contract c ON c.tenant = :tenant
+    JOIN fact_family_contract c ON c.tenant = b.tenant
          AND c.period_start BETWEEN b.month_start AND b.month_end
-    GROUP BY b.month_start
+    WHERE c.tenant = :tenant
+    GROUP BY b.tenant, b.month_start
 ),
 chronic_m AS (
-    SELECT b.month_start, COUNT(*) AS chronic_patients,
+    SELECT b.tenant, b.month_start, COUNT(*) AS chronic_patients,
            COUNT(f.person_key) AS contracted_chronic_patients
     FROM bounds b
-    JOIN chronic h ON h.first_day <= b.month_end
-    LEFT JOIN in_force f ON f.month_start = b.month_start AND f.person_key = h.person_key
-    GROUP BY b.month_start
+    JOIN chronic h ON h.tenant = b.tenant AND h.first_day <= b.month_end
+    LEFT JOIN in_force f
+      ON f.tenant = b.tenant AND f.month_start = b.month_start AND f.person_key = h.person_key
+    GROUP BY b.tenant, b.month_start
 ),
-visits_m AS (
-    SELECT CAST(date_trunc('month', v.period_start) AS DATE) AS month_start,
-           COUNT(*) AS visits,
-           COUNT(*) FILTER (WHERE EXISTS (
-               SELECT 1 FROM contracts c
-               WHERE c.person_key = v.person_key
-                 AND v.period_start BETWEEN c.start_date AND c.end_date)) AS contracted_visits
+-- the valid visits by a resident with a contract in force on the visit day, as a semi-join
+-- in WHERE (a hash semi join on tenant and person): an EXISTS inside the aggregate's FILTER
+-- is a correlated subplan per visit on PostgreSQL
+contracted_v AS (
+    SELECT v.tenant, CAST(date_trunc('month', v.period_start) AS DATE) AS month_start,
+           COUNT(*) AS contracted_visits
     FROM fact_visit v
     WHERE v.tenant = :tenant AND v.is_valid
       AND v.period_start >= CAST(date_trunc('month', CAST(:date_from AS DATE)) AS DATE)
-    GROUP BY CAST(date_trunc('month', v.period_start) AS DATE)
+      AND EXISTS (SELECT 1 FROM contracts c
+                  WHERE c.tenant = v.tenant AND c.person_key = v.person_key
+                    AND v.period_start BETWEEN c.start_date AND c.end_date)
+    GROUP BY v.tenant, CAST(date_trunc('month', v.period_start) AS DATE)
+),
+visits_m AS (
+    SELECT v.tenant, CAST(date_trunc('month', v.period_start) AS DATE) AS month_start,
+           COUNT(*) AS visits
+    FROM fact_visit v
+    WHERE v.tenant = :tenant AND v.is_valid
+      AND v.period_start >= CAST(date_trunc('month', CAST(:date_from AS DATE)) AS DATE)
+    GROUP BY v.tenant, CAST(date_trunc('month', v.period_start) AS DATE)
 ),
 residents AS (
-    SELECT month_start, COUNT(*) AS contracted_residents FROM in_force GROUP BY month_start
+    SELECT tenant, month_start, COUNT(*) AS contracted_residents
+    FROM in_force
+    GROUP BY tenant, month_start
 )
-SELECT :tenant, b.month_start,
+SELECT b.tenant, b.month_start,
        COALESCE(r.contracted_residents, 0), COALESCE(s.new_contracts, 0),
        COALESCE(h.chronic_patients, 0), COALESCE(h.contracted_chronic_patients, 0),
        CAST(h.contracted_chronic_patients AS DOUBLE PRECISION) / NULLIF(h.chronic_patients, 0),
-       COALESCE(v.visits, 0), COALESCE(v.contracted_visits, 0),
-       CAST(v.contracted_visits AS DOUBLE PRECISION) / NULLIF(v.visits, 0)
+       COALESCE(v.visits, 0), COALESCE(cv.contracted_visits, 0),
+       CAST(COALESCE(cv.contracted_visits, 0) AS DOUBLE PRECISION) / NULLIF(v.visits, 0)
 FROM bounds b
-LEFT JOIN residents r ON r.month_start = b.month_start
-LEFT JOIN signed s ON s.month_start = b.month_start
-LEFT JOIN chronic_m h ON h.month_start = b.month_start
-LEFT JOIN visits_m v ON v.month_start = b.month_start;
+LEFT JOIN residents r ON r.tenant = b.tenant AND r.month_start = b.month_start
+LEFT JOIN signed s ON s.tenant = b.tenant AND s.month_start = b.month_start
+LEFT JOIN chronic_m h ON h.tenant = b.tenant AND h.month_start = b.month_start
+LEFT JOIN visits_m v ON v.tenant = b.tenant AND v.month_start = b.month_start
+LEFT JOIN contracted_v cv ON cv.tenant = b.tenant AND cv.month_start = b.month_start;
