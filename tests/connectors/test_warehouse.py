@@ -54,6 +54,22 @@ def test_transaction_rolls_back(wh: Warehouse) -> None:
     assert wh.scalar("SELECT sum(x) FROM t2") == 2
 
 
+def test_reader_sees_committed_rows_only(wh: Warehouse) -> None:
+    """The second connection the overlapped standardization reads through: it sees what is
+    committed, not the open transaction of the writer, and closing it leaves the writer."""
+    wh.execute("CREATE TABLE t4 (x INTEGER)")
+    wh.execute("INSERT INTO t4 VALUES (1)")
+    with wh.reader() as rd:
+        with wh.transaction():
+            wh.execute("INSERT INTO t4 VALUES (2)")
+            assert wh.scalar("SELECT count(*) FROM t4") == 2
+            assert rd.scalar("SELECT count(*) FROM t4") == 1
+        assert rd.scalar("SELECT count(*) FROM t4") == 2
+        rd.execute("CREATE TEMPORARY TABLE only_here (y INTEGER)")
+    assert wh.scalar("SELECT sum(x) FROM t4") == 3  # the writer still works
+    assert not wh.table_exists("only_here")
+
+
 def test_bound_parameters_are_not_sql(wh: Warehouse) -> None:
     wh.execute("CREATE TABLE t3 (s TEXT)")
     evil = "x'); DROP TABLE t3; --"

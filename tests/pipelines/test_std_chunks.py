@@ -30,8 +30,9 @@ def source(tmp_path_factory) -> str:
     return url
 
 
-def build(url: str, path, chunk: int, monkeypatch) -> dict[str, str]:
+def build(url: str, path, chunk: int, monkeypatch, overlap: bool = True) -> dict[str, str]:
     monkeypatch.setenv("HISX_STD_CHUNK_ROWS", str(chunk))
+    monkeypatch.setenv("HISX_STD_OVERLAP", "1" if overlap else "0")
     engine = sa.create_engine(url)
     out = {}
     with Warehouse.from_url(f"duckdb:///{path}") as wh:
@@ -56,13 +57,58 @@ def build(url: str, path, chunk: int, monkeypatch) -> dict[str, str]:
     return out
 
 
-def test_chunked_equals_one_batch(source, tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("overlap", [True, False], ids=["overlapped", "in-turn"])
+def test_chunked_equals_one_batch(source, tmp_path, monkeypatch, overlap) -> None:
+    """Small chunks make many transaction groups (each holding chunks of both centers);
+    overlapped, a writer thread writes one while the next is standardized."""
     monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
     whole = build(source, tmp_path / "whole.duckdb", 10**9, monkeypatch)
-    chunked = build(source, tmp_path / "chunked.duckdb", 97, monkeypatch)
+    chunked = build(source, tmp_path / "chunked.duckdb", 97, monkeypatch, overlap)
     assert int(whole["rows_in"]) > 20 * 97  # many chunks per center and dataset
     assert whole["pending"] == chunked["pending"] == "0"
     assert chunked == whole
+
+
+def test_failed_write_leaves_whole_groups_and_a_rerun_converges(source, tmp_path,
+                                                               monkeypatch) -> None:
+    """The writer thread fails on its 5th chunk: the groups written before stay, the failed
+    group leaves nothing, the error reaches the caller, and a rerun gives the same warehouse
+    as an uninterrupted run."""
+    monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
+    whole = build(source, tmp_path / "whole.duckdb", 10**9, monkeypatch)
+    monkeypatch.setenv("HISX_STD_CHUNK_ROWS", "97")
+    monkeypatch.setenv("HISX_STD_OVERLAP", "1")
+    engine = sa.create_engine(source)
+    real, calls = flow._finish, []
+
+    def finish_failing(wh, spec, schema, job, computed):
+        calls.append(job["tenant"])
+        if len(calls) == 5:
+            raise RuntimeError("warehouse disk full")
+        return real(wh, spec, schema, job, computed)
+
+    path = tmp_path / "resumed.duckdb"
+    with Warehouse.from_url(f"duckdb:///{path}") as wh:
+        flow.ensure_warehouse(wh)
+        tenants = flow.discover_tenants(engine)
+        flow.extract(engine, wh, source="his", tenants=tenants)
+        monkeypatch.setattr(flow, "_finish", finish_failing)
+        with pytest.raises(RuntimeError, match="disk full"):
+            flow.standardize_tenants(wh, "person", tenants, now=datetime(2027, 1, 1),
+                                     load_id="L-std")
+        monkeypatch.setattr(flow, "_finish", real)
+        logged = int(wh.scalar("SELECT coalesce(sum(standardized + quarantined), 0) "
+                               "FROM std_log WHERE dataset = 'person'"))
+        stored = int(wh.scalar("SELECT count(*) FROM std_person")) + int(wh.scalar(
+            "SELECT count(*) FROM quarantine WHERE dataset = 'person'"))
+        assert 0 < stored == logged < 97 * 5  # whole groups only, each with its log row
+    engine.dispose()
+    resumed = build(source, path, 97, monkeypatch)  # extract finds nothing new; std resumes
+    # the rerun re-reads only what was pending, and the load-log DQ mart counts the chunks
+    # standardized twice (it reports processing, not data)
+    for k in ("rows_in", "mart_dq_load_daily"):
+        resumed.pop(k), whole.pop(k)
+    assert resumed == whole
 
 
 def test_chunk_size_must_be_positive(monkeypatch) -> None:

@@ -99,6 +99,19 @@ class Warehouse:
     def table_exists(self, name: str) -> bool:
         raise NotImplementedError
 
+    def _second_connection(self) -> Warehouse:
+        raise NotImplementedError
+
+    @contextmanager
+    def reader(self) -> Iterator[Warehouse]:
+        """A second connection to the same database, closed on exit: it reads what is
+        committed while this one writes in a transaction (from another thread)."""
+        other = self._second_connection()
+        try:
+            yield other
+        finally:
+            other.close()
+
     def close(self) -> None:
         pass
 
@@ -193,6 +206,11 @@ class DuckDBWarehouse(Warehouse):
             )
         )
 
+    def _second_connection(self) -> DuckDBWarehouse:
+        other = object.__new__(DuckDBWarehouse)
+        other.url, other.con, other._depth = self.url, self.con.cursor(), 0
+        return other
+
     def close(self) -> None:
         self.con.close()
 
@@ -266,6 +284,19 @@ class SqlAlchemyWarehouse(Warehouse):
         schema, _, tbl = name.rpartition(".")
         return sa.inspect(self.conn).has_table(tbl, schema=schema or None)
 
+    def _second_connection(self) -> SqlAlchemyWarehouse:
+        other = object.__new__(_SqlAlchemyReader)
+        other.url, other.engine, other.dialect = self.url, self.engine, self.dialect
+        other.conn, other._depth = self.engine.connect(), 0
+        return other
+
     def close(self) -> None:
         self.conn.close()
         self.engine.dispose()
+
+
+class _SqlAlchemyReader(SqlAlchemyWarehouse):
+    """A second connection of a :class:`SqlAlchemyWarehouse` (the engine stays its owner's)."""
+
+    def close(self) -> None:
+        self.conn.close()

@@ -191,6 +191,8 @@ def load_mart_many(wh: Warehouse, name: str, tenants: list[str], date_from: date
         wh.execute("DROP TABLE IF EXISTS mart_scope")
         wh.execute("CREATE TEMPORARY TABLE mart_scope (tenant VARCHAR(40))")
         wh.load_arrow("mart_scope", pa.table({"tenant": pa.array(sorted(tenants), pa.string())}))
+        if wh.dialect == "postgresql":  # autovacuum never analyzes temporary tables
+            wh.execute("ANALYZE mart_scope")
         for stmt in stmts:
             wh.run_script(stmt, params)
         wh.execute("DROP TABLE mart_scope")

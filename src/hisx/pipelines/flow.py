@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -339,16 +340,77 @@ def standardize_tenants(
         if loads and not chunks:  # loads whose rows were all superseded: nothing left to read
             with wh.transaction():
                 runlog.mark_done(wh, dataset, tenant.org_code, loads)
-    for group in _txn_groups(units, size):
-        # a later chunk reads (dedup, person keys) what an earlier one of the group wrote:
-        # the transaction sees its own writes
-        with wh.transaction():
-            for tenant, loads, keys, _n, done in group:
-                job = _prepare(wh, spec, tenant, now, load_id, loads, keys)
-                job["done"] = done
-                totals[tenant.org_code].add(_finish(wh, spec, schema, job,
-                                                    _compute(job["args"])))
+    groups = _txn_groups(units, size)
+    if len(groups) > 1 and std_overlap():
+        _run_overlapped(wh, spec, schema, groups, now, load_id, totals)
+    else:
+        for group in groups:
+            # a later chunk reads (dedup, person keys) what an earlier one of the group wrote:
+            # the transaction sees its own writes
+            with wh.transaction():
+                for tenant, loads, keys, _n, done in group:
+                    job = _prepare(wh, spec, tenant, now, load_id, loads, keys)
+                    job["done"] = done
+                    totals[tenant.org_code].add(_finish(wh, spec, schema, job,
+                                                        _compute(job["args"])))
     return list(totals.values())
+
+
+def std_overlap() -> bool:
+    """Whether a dataset's groups are written by a second thread while the next group is
+    read and standardized (``HISX_STD_OVERLAP=1``; default off: on 2 cores it gained
+    nothing measurable, the GIL is shared, and two groups in memory took 1.9 GB against 1.2)."""
+    raw = os.environ.get("HISX_STD_OVERLAP", "0").strip().lower()
+    if raw not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+        raise ValueError(f"HISX_STD_OVERLAP must be 1 or 0, not {raw!r}")
+    return raw in ("1", "true", "yes", "on")
+
+
+def _run_overlapped(wh: Warehouse, spec, schema, groups: list[list[tuple]], now: datetime,
+                    load_id: str, totals: dict[str, StdStats]) -> None:
+    """Read + standardize group N+1 on a second connection while a writer thread writes
+    group N in its transaction. The writer's time is mostly DuckDB's (compression, GIL
+    released) and the standardization's mostly Python's; on the 2-core bench machine the
+    two still contended (31-center backfill: standardization 117 s overlapped, 116 s in
+    turn), so this is opt-in, for machines with cores to spare.
+
+    A group waits for the write in flight when it holds a chunk of the same center (its
+    cross-batch dedup reads the std rows that write adds); every group is still one
+    transaction, so a failure leaves whole groups only.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    def write(jobs: list[tuple[dict, Any]]) -> list[StdStats]:
+        with wh.transaction():
+            return [_finish(wh, spec, schema, job, computed) for job, computed in jobs]
+
+    def collect(f: Future) -> None:
+        for st in f.result():
+            totals[st.tenant].add(st)
+
+    inflight: Future | None = None
+    inflight_tenants: set[str] = set()
+    with wh.reader() as rd, ThreadPoolExecutor(1, thread_name_prefix="hisx-std-write") as pool:
+        try:
+            for group in groups:
+                names = {u[0].org_code for u in group}
+                if inflight is not None and names & inflight_tenants:
+                    collect(inflight)
+                    inflight = None
+                jobs = []
+                for tenant, loads, keys, _n, done in group:
+                    job = _prepare(rd, spec, tenant, now, load_id, loads, keys)
+                    job["done"] = done
+                    jobs.append((job, _compute(job["args"])))
+                if inflight is not None:
+                    collect(inflight)
+                inflight, inflight_tenants = pool.submit(write, jobs), names
+            if inflight is not None:
+                collect(inflight)
+                inflight = None
+        finally:
+            if inflight is not None:  # an error here: let the write end before re-raising
+                inflight.exception()
 
 
 def _existing_keys(wh: Warehouse, spec, tenant: str, df: pd.DataFrame) -> pd.DataFrame | None:
@@ -501,6 +563,24 @@ def _ranges(days: list[date], max_ranges: int = 8) -> list[tuple[date, date]]:
     return out
 
 
+def _merge_ranges(ranges: list[tuple[date, date]], *, full: bool = False,
+                  max_ranges: int = 8) -> list[tuple[date, date]]:
+    """The union of inclusive day ranges as at most ``max_ranges`` ranges (the smallest gaps
+    closed first); one covering range when ``full``."""
+    out: list[tuple[date, date]] = []
+    for a, b in sorted(ranges):
+        if out and a - out[-1][1] <= timedelta(days=1):
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    if full and out:
+        return [(out[0][0], max(b for _, b in out))]
+    while len(out) > max_ranges:
+        i = min(range(len(out) - 1), key=lambda k: out[k + 1][0] - out[k][1])
+        out[i : i + 2] = [(out[i][0], max(out[i][1], out[i + 1][1]))]
+    return out
+
+
 def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
                 tenants: Iterable[str] | None = None, day_from: date | None = None,
                 day_to: date | None = None) -> dict[str, list]:
@@ -532,6 +612,7 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
         # tenants that need the same range load together (one set-based statement per range
         # for the tenant-separable marts: a city backfill is one range for every center)
         by_range: dict[tuple[date, date], list[str]] = {}
+        per_tenant: dict[str, list[tuple[date, date]]] = {}
         for tenant, grp in groups.items():
             # a mart that reads no std dataset (dim_date, the load-log DQ) follows every one
             deps = set(marts.MART_DEPS.get(name, ())) or set(grp["dataset"])
@@ -540,10 +621,20 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
             ranges = _ranges(days)
             if ranges and name in marts.FULL_REFRESH:  # whole tenant, once
                 ranges = [(ranges[0][0], ranges[-1][1])]
+            per_tenant[tenant] = ranges
             for r in ranges:
                 by_range.setdefault(r, []).append(tenant)
                 if r not in done.setdefault(tenant, []):
                     done[tenant].append(r)
+        if len(by_range) > 1 and marts.tenant_separable(name):
+            # centers whose dirty days differ (patients created over years) still load in a
+            # few set-based statements: the union of their ranges, each for every center
+            # with a dirty day in it (re-loading a clean day of a center rewrites equal rows)
+            by_range = {}
+            for lo, hi in _merge_ranges([r for rs in per_tenant.values() for r in rs],
+                                        full=name in marts.FULL_REFRESH):
+                by_range[(lo, hi)] = [t for t, rs in per_tenant.items()
+                                      if any(a <= hi and b >= lo for a, b in rs)]
         for (lo, hi), tenants_ in by_range.items():
             marts.load_mart_many(wh, name, tenants_, lo, hi)
     for tenant, grp in groups.items():
