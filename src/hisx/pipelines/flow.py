@@ -170,7 +170,7 @@ def _ods_rows(wh: Warehouse, table: str, tenant: str, load_ids: list[str],
 def std_chunk_rows() -> int:
     """Rows per standardization batch (``HISX_STD_CHUNK_ROWS``): bounds the memory one
     center's backlog takes, however long it is."""
-    raw = os.environ.get("HISX_STD_CHUNK_ROWS", "200000")
+    raw = os.environ.get("HISX_STD_CHUNK_ROWS", "150000")
     if not raw.isdigit() or int(raw) < 1:
         raise ValueError(f"HISX_STD_CHUNK_ROWS must be a positive integer, not {raw!r}")
     return int(raw)
