@@ -59,12 +59,24 @@ def main() -> None:
     ap.add_argument("--visits", type=int, default=18000)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--png", type=Path, default=ROOT / "docs" / "bench" / "growth.png")
+    ap.add_argument("--with-points", type=Path, metavar="LOG",
+                    help="also chart the points of an earlier growth run's log (a run split "
+                         "in two on a machine without disk for every size at once)")
+    ap.add_argument("--drop-source", action="store_true",
+                    help="drop each size's cached source database once measured (frees "
+                         "its disk; the next run generates it again)")
     a = ap.parse_args()
     from hisx.connectors.source import pgrig
 
     rig = pgrig.acquire()
     CACHE.mkdir(parents=True, exist_ok=True)
     points = []
+    if a.with_points:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from report import last_json
+
+        earlier = last_json(a.with_points.read_text())
+        points = [p for p in (earlier or {}).get("points", []) if p["centers"] not in a.centers]
     for n in sorted(a.centers):
         src = prepare(rig, n, a.visits)
         src_file = CACHE / f"{src['db']}.json"
@@ -81,6 +93,9 @@ def main() -> None:
             "phases_s": {k: round(statistics.median(r[k] for r in runs), 2)
                          for k in ("extract_s", "standardize_s", "marts_s")},
             "longest_txn_s": max(r["longest_txn_s"] for r in runs)})
+        if a.drop_source:
+            rig.primary(f"DROP DATABASE IF EXISTS {src['db']} WITH (FORCE)")
+    points.sort(key=lambda p: p["rows"])
     chart(points, a.png)
     base = points[0]
     for p in points:  # seconds per million rows, relative to the smallest size: 1.0 = linear
