@@ -166,7 +166,8 @@ def test_no_healthy_replica_under_fail_policy_keeps_what_was_landed(pg_rig, src,
 
 @pytest.mark.standby
 @pytest.mark.odbc
-def test_open_transaction_fence_is_persisted_and_later_settled(pg_rig, src, wh, tmp_path):
+def test_open_transaction_fence_is_persisted_and_later_settled(pg_rig, src, wh, tmp_path,
+                                                                caplog):
     raw, t = src
     cfg = parse_source("his", raw())
     insert(pg_rig, t, range(1, 11), A)
@@ -176,8 +177,12 @@ def test_open_transaction_fence_is_persisted_and_later_settled(pg_rig, src, wh, 
         insert(pg_rig, t, [900], A, conn=long_txn)  # row_version taken now, committed later
         insert(pg_rig, t, range(11, 21), A)
         pg_rig.caught_up()
-        held = xs.extract_configured(wh, cfg)[0]
+        with caplog.at_level("WARNING", logger=xs.__name__):
+            held = xs.extract_configured(wh, cfg)[0]
         assert held.rows_read == 0 and held.rv_to == held.rv_from and held.pending_fences >= 1
+        # the fence is cluster-wide (xids): every center's read of the table waits, and says so
+        assert "read(s) stopped at an unsettled commit fence (" in caplog.text
+        assert f"registrations/{A}" in caplog.text
         assert state_rows(wh)[A]["fences"]  # the unsettled fence is in the warehouse
         long_txn.commit()
     pg_rig.caught_up()

@@ -112,9 +112,15 @@ def _ods_asset(table: str) -> dg.AssetsDefinition:
         read = sum(r.rows_read for r in results)
         health = read_health(src.name, hisx.settings())
         context.log.info(f"{table}: read {read} rows for {len(tenants)} center(s)")
+        fences = sum(getattr(r, "pending_fences", 0) for r in results)
+        if fences:
+            from hisx.pipelines.extract_sources import warn_pending_fences
+
+            context.log.warning(warn_pending_fences(src.name, results))
         yield dg.MaterializeResult(metadata={
             "rows_read": read,
             "rows_changed": sum(r.rows_changed for r in results),
+            "pending_fences": fences,
             "per_center": {r.tenant: r.rows_read for r in results},
             "row_version_from": min((r.rv_from for r in results), default=0),
             "row_version_to": max((r.rv_to for r in results), default=0),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -34,6 +35,8 @@ from hisx.connectors.source.reader import TableReader
 from hisx.connectors.warehouse import Warehouse
 from hisx.pipelines import ods, runlog
 from hisx.pipelines.extract import ExtractResult, extract_table
+
+log = logging.getLogger(__name__)
 
 #: rows landed per warehouse transaction (pages of several jobs share one)
 LAND_TXN_ROWS = 200_000
@@ -164,7 +167,25 @@ def _extract_replicated(wh: Warehouse, cfg: SourceConfig, names: list[str],
             if in_txn >= LAND_TXN_ROWS:
                 txn.close()  # commit this group
                 in_txn = 0
-    return [results[i] for i in sorted(results)]
+    out = [results[i] for i in sorted(results)]
+    warn_pending_fences(cfg.name, out)
+    return out
+
+
+def warn_pending_fences(source: str, results: list[SourceExtractResult]) -> str | None:
+    """Say loudly when reads stopped at an unsettled commit fence: the rows above it are not
+    lost, they arrive on a later run, but a run that looks complete is not. Returns the
+    message (also logged as a warning), or None."""
+    held = [r for r in results if r.pending_fences]
+    if not held:
+        return None
+    names = ", ".join(f"{r.table_name}/{r.tenant}" for r in held[:8])
+    more = f" and {len(held) - 8} more" if len(held) > 8 else ""
+    msg = (f"source {source}: {len(held)} read(s) stopped at an unsettled commit fence "
+           f"({names}{more}); rows above it are read by a later run, once the standby's oldest "
+           "snapshot passes it (a long transaction anywhere on the source cluster holds it back)")
+    log.warning(msg)
+    return msg
 
 
 def _base(res: ExtractResult) -> dict:
