@@ -61,6 +61,32 @@ def test_many_tenant_loads_equal_per_tenant_loads(wh) -> None:
         assert wh.scalar(f"SELECT count(DISTINCT tenant) FROM {name}") == 3, name
 
 
+def test_tenant_batches_equal_one_statement(wh, monkeypatch) -> None:
+    """Over ``HISX_MART_BATCH_TENANTS`` centers, the load runs batch by batch (bounded work
+    per statement at city scale) with the same rows as one statement over all."""
+    ts = tenants(wh)
+    for name in runner.MARTS:
+        runner.load_mart_many(wh, name, ts, *WIDE)
+    together = snapshot(wh)
+    calls: list[int] = []
+    real = runner.load_mart_many
+
+    def spy(wh_, name, tenants_, a, b):
+        calls.append(len(tenants_))
+        return real(wh_, name, tenants_, a, b)
+
+    monkeypatch.setattr(runner, "load_mart_many", spy)
+    monkeypatch.setenv("HISX_MART_BATCH_TENANTS", "2")
+    for name in runner.MARTS:
+        wh.execute(f"DELETE FROM {name}")
+        runner.load_mart_many(wh, name, ts, *WIDE)
+    assert snapshot(wh) == together
+    assert calls[:3] == [3, 2, 1]  # the call over 3 centers became batches of 2 and 1
+    monkeypatch.setenv("HISX_MART_BATCH_TENANTS", "0")
+    with pytest.raises(ValueError, match="HISX_MART_BATCH_TENANTS"):
+        runner.mart_batch_tenants()
+
+
 def test_separable_marts_are_the_reviewed_ones() -> None:
     separable = {m for m in runner.MARTS if runner.tenant_separable(m)}
     assert separable == set(runner.TENANT_SEPARABLE)
