@@ -153,6 +153,8 @@ def _growth(d: dict) -> list[str]:
         out.append(f"| {p['centers']} | {p['rows']:,} | {p['copy_s']} | {p['hisx_s']} | "
                    f"{p['hisx_rows_per_s']:,} | {p['share_of_copy']} | {p['hisx_rss_mb']} | "
                    f"{p['sec_per_row_vs_smallest']} | {p['longest_txn_s']} |")
+    if d.get("note"):
+        out += ["", d["note"]]
     return out
 
 
