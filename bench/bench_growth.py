@@ -72,8 +72,7 @@ def main() -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     points = []
     if a.with_points:
-        sys.path.insert(0, str(ROOT / "bench"))
-        from report import last_json
+        from report import last_json  # bench/ is on sys.path (see the imports above)
 
         earlier = last_json(a.with_points.read_text())
         points = [p for p in (earlier or {}).get("points", []) if p["centers"] not in a.centers]

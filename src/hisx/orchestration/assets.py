@@ -114,9 +114,9 @@ def _ods_asset(table: str) -> dg.AssetsDefinition:
         context.log.info(f"{table}: read {read} rows for {len(tenants)} center(s)")
         fences = sum(getattr(r, "pending_fences", 0) for r in results)
         if fences:
-            from hisx.pipelines.extract_sources import warn_pending_fences
+            from hisx.pipelines.extract_sources import pending_fences_message
 
-            context.log.warning(warn_pending_fences(src.name, results))
+            context.log.warning(pending_fences_message(src.name, results))
         yield dg.MaterializeResult(metadata={
             "rows_read": read,
             "rows_changed": sum(r.rows_changed for r in results),

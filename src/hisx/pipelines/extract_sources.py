@@ -168,14 +168,15 @@ def _extract_replicated(wh: Warehouse, cfg: SourceConfig, names: list[str],
                 txn.close()  # commit this group
                 in_txn = 0
     out = [results[i] for i in sorted(results)]
-    warn_pending_fences(cfg.name, out)
+    if msg := pending_fences_message(cfg.name, out):
+        log.warning(msg)
     return out
 
 
-def warn_pending_fences(source: str, results: list[SourceExtractResult]) -> str | None:
-    """Say loudly when reads stopped at an unsettled commit fence: the rows above it are not
-    lost, they arrive on a later run, but a run that looks complete is not. Returns the
-    message (also logged as a warning), or None."""
+def pending_fences_message(source: str, results: list[SourceExtractResult]) -> str | None:
+    """What to say loudly when reads stopped at an unsettled commit fence (None if none did):
+    the rows above it are not lost, they arrive on a later run, but a run that looks complete
+    is not. Extraction logs it as a warning; the Dagster asset shows it too."""
     held = [r for r in results if r.pending_fences]
     if not held:
         return None
@@ -184,7 +185,6 @@ def warn_pending_fences(source: str, results: list[SourceExtractResult]) -> str 
     msg = (f"source {source}: {len(held)} read(s) stopped at an unsettled commit fence "
            f"({names}{more}); rows above it are read by a later run, once the standby's oldest "
            "snapshot passes it (a long transaction anywhere on the source cluster holds it back)")
-    log.warning(msg)
     return msg
 
 

@@ -551,16 +551,7 @@ def _ranges(days: list[date], max_ranges: int = 8) -> list[tuple[date, date]]:
     merged, so a scattered backlog (e.g. patients created over years) costs a few set-based
     statements, while a late day alone re-loads just that day.
     """
-    out: list[tuple[date, date]] = []
-    for d in sorted(set(days)):
-        if out and d - out[-1][1] <= timedelta(days=1):
-            out[-1] = (out[-1][0], d)
-        else:
-            out.append((d, d))
-    while len(out) > max_ranges:
-        i = min(range(len(out) - 1), key=lambda k: out[k + 1][0] - out[k][1])
-        out[i : i + 2] = [(out[i][0], out[i + 1][1])]
-    return out
+    return _merge_ranges([(d, d) for d in days], max_ranges=max_ranges)
 
 
 def _merge_ranges(ranges: list[tuple[date, date]], *, full: bool = False,
