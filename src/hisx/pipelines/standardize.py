@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -31,7 +31,7 @@ from hisx.standards import pseudonym
 from hisx.standards import validators as v
 from hisx.standards.catalog import ICD10_CODE_SYSTEM
 from hisx.standards.datasets import DATASETS, DatasetSpec
-from hisx.standards.maps import MapSet, load_maps
+from hisx.standards.maps import MapSet, load_maps, maps_group
 
 __all__ = ["DATASETS", "DatasetSpec", "StdResult", "standardize", "person_key_lookup",
            "existing_keys_from_std",
@@ -52,6 +52,8 @@ class StdResult:
     standardized: pd.DataFrame
     quarantined: pd.DataFrame
     deduplicated: int
+    #: duplicates dropped per center (a batch may hold several centers' rows)
+    deduplicated_by: dict[str, int] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -324,22 +326,32 @@ class _Batch:
         vals = _to_int(self.col(col))
         self.fail(vals.notna() & ~vals.isin(list(known)), f"orphan:{col}")
 
-    def person(self, person_keys: pd.DataFrame | None, tenant: str) -> None:
+    def person(self, person_keys: pd.DataFrame | None, tenant: pd.Series) -> None:
+        """``person_key`` of each row's (center, patient); ``orphan:patient_id`` without one."""
         pid = self._typed("patient_id", _to_int, True)
         if person_keys is None:
             raise ValueError(f"dataset {self.spec.name!r} needs person_keys "
                              "(tenant, patient_id, person_key): see person_key_lookup()")
         pk = person_keys
         if "tenant" in pk.columns:
-            pk = pk[pk["tenant"] == tenant]
+            centers = pk["tenant"].astype(object).to_numpy()
+        elif tenant.nunique() <= 1:  # one center's keys without the column: they are its own
+            centers = np.full(len(pk), tenant.iloc[0] if len(tenant) else None, dtype=object)
+        else:
+            raise ValueError("person_keys of a batch of several centers need a tenant column")
         known = _to_int(pk["patient_id"])
         has = known.notna().to_numpy()
         table = pd.Series(pk["person_key"].to_numpy(dtype=object)[has],
-                          index=known.to_numpy(dtype=np.int64, na_value=0)[has], dtype=object)
+                          index=pd.MultiIndex.from_arrays([
+                              centers[has], known.to_numpy(dtype=np.int64, na_value=0)[has]]),
+                          dtype=object)
         table = table[~table.index.duplicated(keep="last")]  # as a dict built in row order
         found = pid.notna().to_numpy()
         at = np.full(len(pid), -1, dtype=np.int64)
-        at[found] = table.index.get_indexer(pid.to_numpy(dtype=np.int64, na_value=0)[found])
+        if found.any():
+            at[found] = table.index.get_indexer(pd.MultiIndex.from_arrays([
+                tenant.to_numpy(dtype=object)[found],
+                pid.to_numpy(dtype=np.int64, na_value=0)[found]]))
         values = np.append(table.to_numpy(dtype=object), None)
         keys = pd.Series(values[at], index=pid.index, dtype=object)
         self.fail(pid.notna() & keys.isna(), "orphan:patient_id")
@@ -399,7 +411,7 @@ def _person(b: _Batch, ctx: dict[str, Any]) -> None:
 
 def _visit(b: _Batch, ctx: dict[str, Any]) -> None:
     b.text("visit_no", required=True, max_length=18)
-    b.person(ctx["person_keys"], ctx["tenant"])
+    b.person(ctx["person_keys"], ctx["tenants"])
     b.text("dept_code", "dept_code_local", required=True, max_length=20)
     b.code("dept_code", "department", "dept_code", required=True)
     b.text("doctor_code", required=True, max_length=20)
@@ -483,7 +495,7 @@ def _dispense(b: _Batch, ctx: dict[str, Any]) -> None:
 
 
 def _followup(b: _Batch, ctx: dict[str, Any]) -> None:
-    b.person(ctx["person_keys"], ctx["tenant"])
+    b.person(ctx["person_keys"], ctx["tenants"])
     b.code("disease", "disease_group", "disease_group", required=True)
     b.code("method", "followup_method", "method_code")
     sbp = b.integer("sbp")
@@ -501,7 +513,7 @@ def _followup(b: _Batch, ctx: dict[str, Any]) -> None:
 
 def _contract(b: _Batch, ctx: dict[str, Any]) -> None:
     b.text("contract_no", required=True, max_length=30)
-    b.person(ctx["person_keys"], ctx["tenant"])
+    b.person(ctx["person_keys"], ctx["tenants"])
     b.text("team_code", required=True, max_length=20)
     b.text("doctor_code", required=True, max_length=20)
     b.text("package_code", "package_code_local", required=True, max_length=20)
@@ -559,11 +571,12 @@ def existing_keys_from_std(dataset: str, std: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({**cols, "source_key": std["source_key"]})
 
 
-def _dedupe(spec: DatasetSpec, df: pd.DataFrame, tenant: str,
+def _dedupe(spec: DatasetSpec, df: pd.DataFrame, tenant: pd.Series,
             existing: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
     """Drop repeated PKs (keep the highest row_version) then repeated natural keys (keep the
-    lowest PK), within the batch and against ``existing`` std keys of earlier batches. Rows
-    whose natural key is incomplete are kept (they fail ``missing:`` later)."""
+    lowest PK), within the batch and against ``existing`` std keys of earlier batches (of the
+    row's center, ``tenant``). Rows whose natural key is incomplete are kept (they fail
+    ``missing:`` later)."""
     n = len(df)
     if n == 0:
         return df, 0
@@ -585,10 +598,17 @@ def _dedupe(spec: DatasetSpec, df: pd.DataFrame, tenant: str,
     if existing is not None and len(existing) and len(ranked):
         cols = [c for c in spec.natural_key if c != "org_code"]
         ex = pd.DataFrame({c: v.as_str(existing[c]) for c in cols})
+        if "tenant" in existing.columns:
+            ex["_t"] = existing["tenant"].astype(object).to_numpy()
+        elif tenant.nunique() <= 1:  # one center's keys without the column: its own
+            ex["_t"] = tenant.iloc[0]
+        else:
+            raise ValueError("existing keys of a batch of several centers need a tenant column")
         ex["_old"] = _to_int(existing["source_key"]).to_numpy()
-        ex = ex.dropna().sort_values("_old").drop_duplicates(cols, keep="first")
-        cand = ranked[ranked["org_code"] == tenant].reset_index(names="_label")
-        hit = cand.merge(ex, on=cols, how="inner")
+        ex = ex.dropna().sort_values("_old").drop_duplicates(cols + ["_t"], keep="first")
+        own = ranked["org_code"] == tenant.loc[ranked.index]
+        cand = ranked[own].assign(_t=ranked.loc[own, "org_code"]).reset_index(names="_label")
+        hit = cand.merge(ex, on=cols + ["_t"], how="inner")
         drop |= set(hit.loc[hit["_old"] < hit["_pk"], "_label"])
     out = kept[~kept.index.isin(list(drop))]
     return out, n - len(out)
@@ -652,13 +672,17 @@ def _empty_std(spec: DatasetSpec) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in spec.columns})
 
 
-def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, load_id: str,
+def standardize(dataset: str, df: pd.DataFrame, *, tenant: str | Sequence[str], vendor: str,
+                load_id: str,
                 now: datetime, person_keys: pd.DataFrame | None = None,
                 maps: MapSet | None = None,
                 lookups: Mapping[str, Collection[Any]] | None = None,
                 pseudo_key: pseudonym.PseudoKey | None = None,
                 existing_keys: pd.DataFrame | None = None) -> StdResult:
-    """Standardize one batch of one source table for one tenant.
+    """Standardize one batch of one source table for one center, or for several centers that
+    share their maps (``tenant`` then gives each row's center, by position; ``maps`` or
+    ``vendor`` the maps they share): a batch of many centers' few rows each costs one pass
+    instead of one per center.
 
     ``person_keys`` (tenant, patient_id, person_key) is required for datasets whose rows name
     a patient (visit, follow-up, contract); ``lookups`` maps a foreign-key column (``reg_id``,
@@ -675,19 +699,26 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
     missing_cols = [c for c in needed if c not in df.columns]
     if missing_cols:
         raise ValueError(f"{spec.source_table}: input lacks columns {missing_cols}")
-    maps = maps or load_maps(tenant, vendor)
-    now_local = _naive_local(now)
-    ctx: dict[str, Any] = {"tenant": tenant, "now": now_local, "person_keys": person_keys}
-    if dataset == "person":
-        ctx["pseudo_key"] = pseudo_key or pseudonym.key_from_env()
     src = _sanitize(df.reset_index(drop=True))
     n_in = len(src)
-    work, deduplicated = _dedupe(spec, src, tenant, existing_keys)
+    centers = _row_centers(tenant, n_in)
+    if maps is None:
+        names = sorted(set(centers)) or [tenant if isinstance(tenant, str) else ""]
+        if len({maps_group(c, vendor) for c in names}) > 1:
+            raise ValueError(f"centers {names} do not share their maps (another vendor or "
+                             "their own overrides): standardize them in separate batches")
+        maps = load_maps(names[0], vendor)
+    now_local = _naive_local(now)
+    work, deduplicated = _dedupe(spec, src, centers, existing_keys)
+    kept = centers.loc[work.index]
+    ctx: dict[str, Any] = {"tenants": kept, "now": now_local, "person_keys": person_keys}
+    if dataset == "person":
+        ctx["pseudo_key"] = pseudo_key or pseudonym.key_from_env()
 
     b = _Batch(spec, work, maps, lookups)
     org = b.norm("org_code")[0]
     b.fail(org.isna(), "missing:org_code")
-    other = org.notna() & (org != tenant)
+    other = org.notna() & (org != kept)
     if other.any():
         b.fail(other, _omap(org[other], lambda x: f"mismatch:org_code:{_clip(x)}"))
     pk = b._typed(spec.pk, _to_int, True)
@@ -719,7 +750,7 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
 
     good = ~bad
     std = pd.DataFrame(index=work.index[good])
-    std["tenant"] = tenant
+    std["tenant"] = kept[good]
     std["source_key"] = pk[good]
     std["row_version"] = rv[good]
     std["business_time"] = bt[good]
@@ -736,7 +767,7 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
     qrows = work.loc[qidx].to_dict(orient="records")
     quarantined = pd.DataFrame({
         "dataset": dataset,
-        "tenant": tenant,
+        "tenant": kept[bad].reset_index(drop=True),
         "source_table": spec.source_table,
         "source_key": pk[bad].reset_index(drop=True),
         "row_version": rv[bad].reset_index(drop=True),
@@ -749,7 +780,20 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str, vendor: str, loa
     if len(quarantined) == 0:
         quarantined = pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS})
     assert n_in == len(std) + len(quarantined) + deduplicated, "conservation violated"
-    return StdResult(std, quarantined, deduplicated)
+    dropped = centers[~centers.index.isin(work.index)]
+    return StdResult(std, quarantined, deduplicated,
+                     {str(k): int(c) for k, c in dropped.value_counts().items()})
+
+
+def _row_centers(tenant: str | Sequence[str], n: int) -> pd.Series:
+    """Each row's center, by position: one center for all, or one per row."""
+    if isinstance(tenant, str):
+        return pd.Series(np.full(n, tenant, dtype=object), dtype=object)
+    arr = np.asarray(list(tenant) if not isinstance(tenant, pd.Series) else tenant.to_numpy(),
+                     dtype=object)
+    if len(arr) != n:
+        raise ValueError(f"tenant gives {len(arr)} centers for a batch of {n} rows")
+    return pd.Series(arr, dtype=object)
 
 
 _SOURCE_COLUMNS: dict[str, tuple[str, ...]] = {

@@ -181,6 +181,17 @@ def load_maps(org_code: str, vendor: str | None = None, maps_dir: Path | None = 
     return _load(org_code, v, d, _fingerprint(d, v, org_code))
 
 
+def maps_group(org_code: str, vendor: str | None = None, maps_dir: Path | None = None
+               ) -> tuple[str | None, str | None]:
+    """Centers of one group use maps of equal content: the same vendor and no overrides of
+    their own (a center with ``centers/<org_code>/*.csv`` is a group alone). Their rows can
+    be standardized in one batch."""
+    d = maps_dir or Path(os.environ.get("HISX_MAPS_DIR") or MAPS_DIR)
+    own = d / "centers" / org_code
+    return (vendor or center_vendor(org_code, d),
+            org_code if own.is_dir() and any(own.glob("*.csv")) else None)
+
+
 def _fingerprint(maps_dir: Path, vendor: str, org_code: str) -> tuple:
     """File names and modification times of the maps a center uses: an edited map file (the
     fix before a quarantine replay) invalidates the cached MapSet."""
