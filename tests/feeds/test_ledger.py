@@ -190,3 +190,42 @@ def test_status_counts_states(duck, tmp_path):
     assert st[["state", "messages"]].values.tolist() == [["pending", 4]]
     feeds.publish(duck, feed_config(None, tmp_path))
     assert feeds.status(duck)[["state", "messages"]].values.tolist() == [["acked", 4]]
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_a_batch_of_several_centers_enqueues_as_one_per_center(backend, request):
+    """An hour's rows of many centers are enqueued in one call: the ledger rows (ids,
+    envelopes, keys) equal those of one call per center, and a re-run adds nothing even where
+    two centers share source keys."""
+    url = "duckdb://" if backend == "duckdb" else request.getfixturevalue("pg_database")
+    a, b = visits("C001", n=6), visits("C002", n=4)  # the same source keys 1..4 in both
+    both = pd.concat([b, a], ignore_index=True)
+    cols = ["message_id", "tenant", "source_key", "row_version", "topic", "msg_key", "envelope"]
+    whs = [Warehouse.from_url(url), Warehouse.from_url("duckdb://")]
+    try:
+        for wh in whs:
+            feeds.ensure_ledger(wh)
+        one, each = whs
+        with one.transaction():
+            assert feeds.enqueue(one, "outpatient_visit", None, a, "L1") == 6
+        with one.transaction():  # C002's keys 1..4 are C001's too, but not C002's messages yet
+            assert feeds.enqueue(one, "outpatient_visit", None, both, "L1") == 4
+        with each.transaction():
+            for t, df in (("C001", a), ("C002", b)):
+                feeds.enqueue(each, "outpatient_visit", t, df, "L1")
+        got, want = (ledger(w)[cols].sort_values("message_id").reset_index(drop=True)
+                     for w in whs)
+        pd.testing.assert_frame_equal(got, want)
+        assert set(got["msg_key"]) >= {"C001:1", "C002:1"}
+        assert all(json.loads(e)["tenant"] == t for e, t in zip(got["envelope"], got["tenant"],
+                                                                 strict=True))
+        with one.transaction():  # a re-run: every id is known
+            assert feeds.enqueue(one, "outpatient_visit", None, both, "L2") == 0
+        newer = visits("C002", n=2, row_version=900)  # new versions of C002's keys 1..2 only
+        with one.transaction():
+            assert feeds.enqueue(one, "outpatient_visit", None,
+                                 pd.concat([newer, a], ignore_index=True), "L3") == 2
+        assert one.scalar("SELECT count(*) FROM feed_ledger WHERE tenant = 'C001'") == 6
+    finally:
+        for wh in whs:
+            wh.close()

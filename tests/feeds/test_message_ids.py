@@ -30,3 +30,16 @@ def test_empty_and_missing() -> None:
     assert feeds.message_ids("C001", "person", empty, empty).to_pylist() == []
     with pytest.raises(ValueError, match="source key and a row version"):
         feeds.message_ids("C001", "person", pa.array([1, None]), pa.array([1, 2]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["C001", "C002", "中心3"]), INT64, INT64),
+                min_size=1, max_size=40))
+def test_ids_of_several_centers_equal_uuid5(rows) -> None:
+    got = feeds.message_ids(pa.array([t for t, _, _ in rows]), "charge",
+                            pa.array([k for _, k, _ in rows], pa.int64()),
+                            pa.array([v for _, _, v in rows], pa.int64()))
+    assert got.to_pylist() == [str(uuid.uuid5(feeds.MESSAGE_NS, f"{t}|charge|{k}|{v}"))
+                               for t, k, v in rows]
+    with pytest.raises(ValueError, match="needs a center"):
+        feeds.message_ids(pa.array([None], pa.string()), "charge", pa.array([1]), pa.array([1]))

@@ -164,27 +164,33 @@ def message_id(tenant: str, dataset: str, source_key: int, row_version: int) -> 
 _IDS_SQL = """SELECT h[1:8] || '-' || h[9:12] || '-5' || h[14:16] || '-'
        || substr('89ab', ((position(h[17] IN '0123456789abcdef') - 1) & 3) + 1, 1)
        || h[18:20] || '-' || h[21:32] AS id
-FROM (SELECT sha1($ns || encode($pre || CAST(k AS VARCHAR) || '|' || CAST(v AS VARCHAR))) AS h
-      FROM ids_in)"""
+FROM (SELECT sha1($ns || encode(t || $pre || CAST(k AS VARCHAR) || '|' || CAST(v AS VARCHAR)))
+      AS h FROM ids_in)"""
 _id_engine = threading.local()
 
 
-def message_ids(tenant: str, dataset: str, source_keys: pa.Array, row_versions: pa.Array
-                ) -> pa.Array:
+def message_ids(tenant: str | pa.Array, dataset: str, source_keys: pa.Array,
+                row_versions: pa.Array) -> pa.Array:
     """:func:`message_id` of every (source key, row version), vectorized (DuckDB's SHA-1 in an
-    in-memory engine per thread: no Python per row)."""
+    in-memory engine per thread: no Python per row). ``tenant`` is one center for all, or
+    each row's center."""
     con = getattr(_id_engine, "con", None)
     if con is None:
         import duckdb
 
         con = _id_engine.con = duckdb.connect(":memory:")
-    ids_in = pa.table({"k": pc.cast(source_keys, pa.int64()),
+    n = len(source_keys)
+    centers = (pa.array([tenant] * n, pa.string()) if isinstance(tenant, str)
+               else pc.cast(tenant, pa.string()))
+    ids_in = pa.table({"t": centers, "k": pc.cast(source_keys, pa.int64()),
                        "v": pc.cast(row_versions, pa.int64())})
     if ids_in.column("k").null_count or ids_in.column("v").null_count:
         raise ValueError("a feed message needs a source key and a row version")
+    if ids_in.column("t").null_count:
+        raise ValueError("a feed message needs a center")
     con.register("ids_in", ids_in)
     try:
-        out = con.sql(_IDS_SQL, params={"ns": _NS_BYTES, "pre": f"{tenant}|{dataset}|"}
+        out = con.sql(_IDS_SQL, params={"ns": _NS_BYTES, "pre": f"|{dataset}|"}
                       ).to_arrow_table()
     finally:
         con.unregister("ids_in")
@@ -240,6 +246,8 @@ def _json_column(s: pd.Series, prop: Mapping[str, Any]) -> pa.Array | list[Any]:
         arr = pa.Array.from_pandas(s)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return [_py(x, day) for x in s.tolist()]
+    if isinstance(arr, pa.ChunkedArray):  # pandas' Arrow-backed strings of a concatenation
+        arr = arr.combine_chunks()
     at = arr.type
     if pa.types.is_timestamp(at) or pa.types.is_date(at):
         return _iso(arr, day)
@@ -326,10 +334,13 @@ def _column(cols: Mapping[str, pa.Array | list], name: str, n: int) -> list[Any]
     return col.to_pylist() if isinstance(col, pa.Array) else list(col)
 
 
-def build_ledger_rows(dataset: str, tenant: str, standardized: pd.DataFrame, load_id: str,
-                      *, contract_: Contract | None = None,
+def build_ledger_rows(dataset: str, tenant: str | None, standardized: pd.DataFrame,
+                      load_id: str, *, contract_: Contract | None = None,
                       now: datetime | None = None) -> pa.Table:
     """Ledger rows (Arrow, :data:`LEDGER_COLUMNS`) for ``standardized``, validated.
+
+    Each row's center is its ``tenant`` column (a batch may hold several centers' rows), or
+    ``tenant`` for rows without one.
 
     Payload and envelope JSON are assembled column-wise with Arrow string kernels and the
     message ids with DuckDB's SHA-1 (:func:`message_ids`); only dead-lettered rows are handled
@@ -350,13 +361,19 @@ def build_ledger_rows(dataset: str, tenant: str, standardized: pd.DataFrame, loa
         event = pa.array([b if not isinstance(b, str) or b.endswith(("Z", LOCAL_OFFSET))
                           else b + LOCAL_OFFSET for b in _column(cols, "business_time", n)],
                          pa.string())
-    ids = message_ids(tenant, dataset, pa.array(sk, pa.int64()), pa.array(rv, pa.int64()))
+    if "tenant" in df.columns:
+        centers = pa.array(df["tenant"].astype(object).to_numpy(), pa.string())
+    elif tenant is not None:
+        centers = pa.array([tenant] * n, pa.string())
+    else:
+        raise ValueError("ledger rows need each row's center: a tenant column or tenant=")
+    ids = message_ids(centers, dataset, pa.array(sk, pa.int64()), pa.array(rv, pa.int64()))
     payload = _payload_json(cols)
     envelope = pc.binary_join_element_wise(
         '{"message_id":"', ids,
         '","dataset":' + _dumps(dataset) + ',"schema_id":' + _dumps(c.schema_id)
-        + ',"schema_version":' + _dumps(c.version) + ',"tenant":' + _dumps(tenant)
-        + ',"source_key":', _json_fragments(pa.array(sk, pa.int64())),
+        + ',"schema_version":' + _dumps(c.version) + ',"tenant":', _json_fragments(centers),
+        ',"source_key":', _json_fragments(pa.array(sk, pa.int64())),
         ',"row_version":', _json_fragments(pa.array(rv, pa.int64())),
         ',"event_time":', _json_fragments(event),
         ',"map_version":', _json_fragments(cols.get("map_version", [None] * n)),
@@ -384,13 +401,13 @@ def build_ledger_rows(dataset: str, tenant: str, standardized: pd.DataFrame, loa
     return pa.table({
         "message_id": ids,
         "dataset": pa.array([dataset] * n, pa.string()),
-        "tenant": pa.array([tenant] * n, pa.string()),
+        "tenant": centers,
         "source_key": pa.array(sk, pa.int64()),
         "row_version": pa.array(rv, pa.int64()),
         "business_time": btimes,
         "topic": pa.array(topics, pa.string()),
         "msg_key": pc.binary_join_element_wise(
-            tenant + ":", pc.cast(pa.array(sk, pa.int64()), pa.string()), ""),
+            centers, ":", pc.cast(pa.array(sk, pa.int64()), pa.string()), ""),
         "envelope": envelope,
         "reasons": pa.array(reasons, pa.string()),
         "state": pa.array(["pending"] * n, pa.string()),
@@ -412,8 +429,8 @@ def _enqueue_dedup(wh: Warehouse, rows: pa.Table, scope: dict[str, Any]) -> int:
                                                                    pa.int64())))
     if wh.dialect == "postgresql":
         known, params = "l.message_id = s.message_id", {}
-    else:  # no index: the id's own inputs, pruned to this batch's tenant and key range
-        known = ("l.tenant = :t AND l.dataset = :d AND l.source_key BETWEEN :lo AND :hi "
+    else:  # no index: the id's own inputs, pruned to this batch's key range
+        known = ("l.dataset = :d AND l.source_key BETWEEN :lo AND :hi AND l.tenant = s.tenant "
                  "AND l.source_key = s.source_key AND l.row_version = s.row_version")
         params = scope
     wh.execute("DROP TABLE IF EXISTS stage_feed_new")
@@ -432,10 +449,13 @@ def _enqueue_dedup(wh: Warehouse, rows: pa.Table, scope: dict[str, Any]) -> int:
     return new
 
 
-def enqueue(wh: Warehouse, dataset: str, tenant: str, standardized: pd.DataFrame,
+def enqueue(wh: Warehouse, dataset: str, tenant: str | None, standardized: pd.DataFrame,
             load_id: str, *, contract_: Contract | None = None,
             rows: pa.Table | None = None) -> int:
     """Write pending ledger entries for ``standardized`` rows; returns how many are new.
+
+    The rows may be several centers' (each row's ``tenant`` column), e.g. an hour's changes
+    of every center in one batch.
 
     Call it inside the transaction that writes the rows: a rollback leaves no ledger row.
     Rows whose message id is already in the ledger (same center, dataset, source key and row
@@ -447,24 +467,26 @@ def enqueue(wh: Warehouse, dataset: str, tenant: str, standardized: pd.DataFrame
     ensure_ledger(wh)
     if rows is None:
         rows = build_ledger_rows(dataset, tenant, standardized, load_id, contract_=contract_)
-    order = pc.sort_indices(rows, [("source_key", "ascending"),
-                                           ("row_version", "ascending")])
+    order = pc.sort_indices(rows, [("tenant", "ascending"), ("source_key", "ascending"),
+                                   ("row_version", "ascending")])
     rows = rows.take(order)
     keys = rows["source_key"]
-    scope = {"t": tenant, "d": dataset, "lo": pc.min(keys).as_py(), "hi": pc.max(keys).as_py()}
+    centers = {f"t{i}": c for i, c in enumerate(pc.unique(rows["tenant"]).to_pylist())}
+    scope = {"d": dataset, "lo": pc.min(keys).as_py(), "hi": pc.max(keys).as_py()}
     with wh.transaction():
         # a first sight of these keys (a backfill, new rows): nothing to deduplicate against,
         # the rows go straight in; otherwise the anti-join below
         fresh = not wh.scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM feed_ledger WHERE tenant = :t AND dataset = :d "
-            "AND source_key BETWEEN :lo AND :hi LIMIT 1) x", scope)
+            "SELECT count(*) FROM (SELECT 1 FROM feed_ledger WHERE dataset = :d AND source_key "
+            f"BETWEEN :lo AND :hi AND tenant IN ({', '.join(':' + k for k in centers)}) "
+            "LIMIT 1) x", {**scope, **centers})
         if fresh and pc.count_distinct(rows["message_id"]).as_py() == rows.num_rows:
             new = wh.load_arrow("feed_ledger", rows.select(LEDGER_COLUMNS))
         else:
             new = _enqueue_dedup(wh, rows, scope)
     dlq = int(pc.sum(pc.equal(rows["topic"], DLQ_TOPIC).cast(pa.int64())).as_py() or 0)
     log.info("feed enqueue %s/%s load=%s: %d rows, %d new, %d for the dead-letter topic",
-             dataset, tenant, load_id, rows.num_rows, new, dlq)
+             dataset, tenant or f"{len(centers)} centers", load_id, rows.num_rows, new, dlq)
     return new
 
 
