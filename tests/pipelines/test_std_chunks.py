@@ -30,7 +30,18 @@ def source(tmp_path_factory) -> str:
     return url
 
 
-def build(url: str, path, chunk: int, monkeypatch, overlap: bool = True) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def six_centers(tmp_path_factory) -> str:
+    from hisx.simulator import simulate
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('six') / 'his.sqlite'}"
+    simulate(url, centers=6, months=1, visits_per_month=150, seed=5, defect_rate=0.08,
+             start=date(2026, 8, 1), progress=False)
+    return url
+
+
+def build(url: str, path, chunk: int, monkeypatch, overlap: bool = True,
+          per_center: bool = False) -> dict[str, str]:
     monkeypatch.setenv("HISX_STD_CHUNK_ROWS", str(chunk))
     monkeypatch.setenv("HISX_STD_OVERLAP", "1" if overlap else "0")
     engine = sa.create_engine(url)
@@ -39,8 +50,9 @@ def build(url: str, path, chunk: int, monkeypatch, overlap: bool = True) -> dict
         flow.ensure_warehouse(wh)
         tenants = flow.discover_tenants(engine)
         flow.extract(engine, wh, source="his", tenants=tenants)
-        stats = [s for d in DATASETS for s in flow.standardize_tenants(
-            wh, d, tenants, now=datetime(2027, 1, 1), load_id="L-std")]
+        runs = [[t] for t in tenants] if per_center else [tenants]
+        stats = [s for d in DATASETS for ts in runs for s in flow.standardize_tenants(
+            wh, d, ts, now=datetime(2027, 1, 1), load_id="L-std")]
         assert all(s.conserved for s in stats)
         flow.build_marts(wh)
         out["pending"] = str(sum(len(flow.runlog.pending_loads(wh, d, s.source_table, t.org_code))
@@ -69,9 +81,29 @@ def test_chunked_equals_one_batch(source, tmp_path, monkeypatch, overlap) -> Non
     assert chunked == whole
 
 
+def test_centers_sharing_maps_standardize_in_one_batch_as_each_alone(six_centers, tmp_path,
+                                                                     monkeypatch) -> None:
+    """Six centers, two per vendor: one run over all (one batch per vendor and dataset, as
+    an hour's changes are standardized) gives the warehouse of one run per center."""
+    monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
+    calls: list[list[int]] = []
+    real = flow._write
+
+    def write(wh, spec, schema, batches, computed):
+        calls.append([len({u[0].org_code for u in b["units"]}) for b in batches])
+        return real(wh, spec, schema, batches, computed)
+
+    monkeypatch.setattr(flow, "_write", write)
+    together = build(six_centers, tmp_path / "together.duckdb", 10**9, monkeypatch, False)
+    assert calls and all(sorted(c) == [2, 2, 2] for c in calls)  # 3 vendors × 2 centers
+    alone = build(six_centers, tmp_path / "alone.duckdb", 10**9, monkeypatch, False,
+                  per_center=True)
+    assert together == alone
+
+
 def test_failed_write_leaves_whole_groups_and_a_rerun_converges(source, tmp_path,
                                                                monkeypatch) -> None:
-    """The writer thread fails on its 5th chunk: the groups written before stay, the failed
+    """The writer thread fails on its 5th group: the groups written before stay, the failed
     group leaves nothing, the error reaches the caller, and a rerun gives the same warehouse
     as an uninterrupted run."""
     monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
@@ -79,24 +111,24 @@ def test_failed_write_leaves_whole_groups_and_a_rerun_converges(source, tmp_path
     monkeypatch.setenv("HISX_STD_CHUNK_ROWS", "97")
     monkeypatch.setenv("HISX_STD_OVERLAP", "1")
     engine = sa.create_engine(source)
-    real, calls = flow._finish, []
+    real, calls = flow._write, []
 
-    def finish_failing(wh, spec, schema, job, computed):
-        calls.append(job["tenant"])
+    def write_failing(wh, spec, schema, batches, computed):
+        calls.append(len(batches))
         if len(calls) == 5:
             raise RuntimeError("warehouse disk full")
-        return real(wh, spec, schema, job, computed)
+        return real(wh, spec, schema, batches, computed)
 
     path = tmp_path / "resumed.duckdb"
     with Warehouse.from_url(f"duckdb:///{path}") as wh:
         flow.ensure_warehouse(wh)
         tenants = flow.discover_tenants(engine)
         flow.extract(engine, wh, source="his", tenants=tenants)
-        monkeypatch.setattr(flow, "_finish", finish_failing)
+        monkeypatch.setattr(flow, "_write", write_failing)
         with pytest.raises(RuntimeError, match="disk full"):
             flow.standardize_tenants(wh, "person", tenants, now=datetime(2027, 1, 1),
                                      load_id="L-std")
-        monkeypatch.setattr(flow, "_finish", real)
+        monkeypatch.setattr(flow, "_write", real)
         logged = int(wh.scalar("SELECT coalesce(sum(standardized + quarantined), 0) "
                                "FROM std_log WHERE dataset = 'person'"))
         stored = int(wh.scalar("SELECT count(*) FROM std_person")) + int(wh.scalar(

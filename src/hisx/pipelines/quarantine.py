@@ -16,7 +16,7 @@ from datetime import datetime
 import pandas as pd
 
 from hisx.connectors.warehouse import Warehouse
-from hisx.pipelines import flow, ods
+from hisx.pipelines import flow, ods, std_batches
 from hisx.pipelines.std_tables import QUARANTINE_DDL
 
 
@@ -126,13 +126,12 @@ def replay(wh: Warehouse, dataset: str, tenant: flow.Tenant, *,
         return stats
     df = df.drop(columns=["_load_id", "_loaded_at"])
     load_id = "replay-" + flow.new_load_id()
-    job = {"tenant": tenant.org_code, "loads": [], "load_id": load_id, "df": df, "args": dict(
+    res, ledger = std_batches.compute(dict(
         dataset=dataset, df=df, tenant=tenant.org_code, vendor=tenant.vendor, load_id=load_id,
         now=now or datetime.now(),
         person_keys=(flow.person_keys(wh, tenant.org_code, df["patient_id"])
                      if "patient_id" in df else None),
-        existing_keys=flow._existing_keys(wh, spec, tenant.org_code, df))}
-    res, ledger = flow._compute(job["args"])
+        existing_keys=std_batches.existing_keys(wh, spec, df)))
     stats.replayed = len(df)
     stats.moved = len(res.standardized)
     stats.deduplicated = int(res.deduplicated)
@@ -149,8 +148,7 @@ def replay(wh: Warehouse, dataset: str, tenant: flow.Tenant, *,
         keep = set(res.quarantined["source_key"].astype("int64")) if len(res.quarantined) else set()
         moved_df = df[~df[spec.pk].astype("int64").isin(keep)]
         res.quarantined = res.quarantined.iloc[0:0]
-        st = flow.StdStats(dataset, tenant.org_code, rows_in=len(moved_df),
-                           standardized=stats.moved, deduplicated=stats.deduplicated)
-        flow._write_std(wh, spec, tenant.org_code, spec.pk, moved_df, res,
-                        load_schema(dataset), load_id, [], st, ledger)
+        std_batches.write_group(wh, spec, load_schema(dataset),
+                                [{"units": [], "df": moved_df, "load_id": load_id}],
+                                [(res, ledger)])
     return stats

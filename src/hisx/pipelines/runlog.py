@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
+
 from hisx.connectors.warehouse import Warehouse
 
 DDL = [
@@ -29,6 +31,13 @@ DDL = [
         dataset VARCHAR(60) NOT NULL, tenant VARCHAR(40) NOT NULL,
         load_id VARCHAR(40) NOT NULL)""",
 ]
+
+
+STD_LOG = pa.schema([
+    ("load_id", pa.string()), ("dataset", pa.string()), ("tenant", pa.string()),
+    ("rows_in", pa.int64()), ("standardized", pa.int64()), ("quarantined", pa.int64()),
+    ("deduplicated", pa.int64()), ("map_version", pa.string()),
+    ("logged_at", pa.timestamp("us"))])
 
 
 def ensure_runlog(wh: Warehouse) -> None:
@@ -68,3 +77,38 @@ def pending_loads(wh: Warehouse, dataset: str, table: str, tenant: str) -> list[
 def mark_done(wh: Warehouse, dataset: str, tenant: str, load_ids: list[str]) -> None:
     for lid in load_ids:
         wh.execute("INSERT INTO std_done VALUES (:d, :n, :l)", {"d": dataset, "n": tenant, "l": lid})
+
+
+def log_std_many(wh: Warehouse, rows: list[dict[str, Any]]) -> None:
+    """One std_log row per dict (a group's centers), in one statement."""
+    if rows:
+        now = datetime.now()
+        wh.load_arrow("std_log", pa.Table.from_pylist(
+            [{**r, "logged_at": r.get("logged_at", now)} for r in rows], schema=STD_LOG))
+
+
+def pending_loads_many(wh: Warehouse, dataset: str, table: str, tenants: list[str]
+                       ) -> dict[str, list[str]]:
+    """:func:`pending_loads` of many centers in one query: {tenant: load ids in order}."""
+    if not tenants:
+        return {}
+    names = {f"n{i}": t for i, t in enumerate(tenants)}
+    t = wh.query_arrow(
+        "SELECT DISTINCT l.tenant, l.load_id FROM load_log l WHERE l.table_name = :t "
+        f"AND l.tenant IN ({', '.join(':' + k for k in names)}) AND l.rows_changed > 0 "
+        "AND NOT EXISTS (SELECT 1 FROM std_done d WHERE d.dataset = :d AND "
+        "d.tenant = l.tenant AND d.load_id = l.load_id) ORDER BY l.tenant, l.load_id",
+        {"t": table, "d": dataset, **names})
+    out: dict[str, list[str]] = {}
+    for tenant, lid in zip(t.column(0).to_pylist(), t.column(1).to_pylist(), strict=True):
+        out.setdefault(str(tenant), []).append(str(lid))
+    return out
+
+
+def mark_done_many(wh: Warehouse, dataset: str, done: list[tuple[str, str]]) -> None:
+    """std_done rows for (tenant, load id) pairs, in one statement."""
+    if done:
+        wh.load_arrow("std_done", pa.table({
+            "dataset": pa.array([dataset] * len(done), pa.string()),
+            "tenant": pa.array([t for t, _ in done], pa.string()),
+            "load_id": pa.array([lid for _, lid in done], pa.string())}))

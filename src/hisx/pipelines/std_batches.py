@@ -1,0 +1,348 @@
+"""Standardization batches: read a transaction group's ODS rows, standardize, write.
+
+A group (see ``flow._txn_groups``) holds key-ordered chunks of any centers. Its rows are read
+and standardized as one batch per set of centers that share their maps (``maps_group``), and
+written in one pass: an hour's few rows of every center cost one read, one standardization
+and one write per dataset instead of one per center, while every figure (conservation, the
+std log, the done loads) stays per center.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hisx.connectors.warehouse import Warehouse
+from hisx.marts import runner as marts
+from hisx.pipelines import feeds, ods, runlog
+from hisx.pipelines.std_stats import StdStats, Tenant
+from hisx.pipelines.std_tables import std_columns, std_table
+
+#: one chunk of a center's backlog: (center, its pending loads, inclusive key range, rows,
+#: the loads that count as standardized once this chunk is written)
+Unit = tuple[Tenant, list[str], tuple[int, int], int, list[str]]
+
+PERSON_KEY_CACHE_DDL = """CREATE TABLE IF NOT EXISTS person_key_cache (
+    tenant VARCHAR(40) NOT NULL, patient_id BIGINT NOT NULL, row_version BIGINT NOT NULL,
+    key_id VARCHAR(64) NOT NULL, person_key VARCHAR(64) NOT NULL)"""
+
+
+def _in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """``:p0, :p1, …`` and their bound values (dialect-neutral IN lists)."""
+    names = {f"{prefix}{i}": v for i, v in enumerate(values)}
+    return ", ".join(":" + k for k in names), names
+
+
+# -- read ------------------------------------------------------------------------------------
+def ods_rows(wh: Warehouse, table: str, parts: list[tuple[str, list[str], tuple[int, int]]]
+             ) -> pd.DataFrame:
+    """The ODS rows of each (center, loads, inclusive key range), in one query."""
+    pk = ods.primary_key(ods.SOURCE_TABLES[table])
+    load_names = {lid: f"l{i}" for i, lid in enumerate(sorted({x for _, ls, _ in parts
+                                                                for x in ls}))}
+    conds, params = [], {v: k for k, v in load_names.items()}
+    for i, (tenant, loads, (lo, hi)) in enumerate(parts):
+        marks = ", ".join(":" + load_names[x] for x in loads)
+        conds.append(f'(org_code = :t{i} AND "{pk}" BETWEEN :lo{i} AND :hi{i} '
+                     f"AND _load_id IN ({marks}))")
+        params.update({f"t{i}": tenant, f"lo{i}": lo, f"hi{i}": hi})
+    df = wh.query_df(f"SELECT * FROM {ods.ods_name(table)} WHERE {' OR '.join(conds)}", params)
+    return df.drop(columns=["_load_id", "_loaded_at"])
+
+
+def person_keys(wh: Warehouse, tenant: str, patient_ids: Iterable[int]) -> pd.DataFrame:
+    """Pseudonymous person keys of one center's patients (see :func:`person_keys_of`)."""
+    ids = sorted({int(x) for x in patient_ids if pd.notna(x)})
+    return person_keys_of(wh, pd.DataFrame({"tenant": [tenant] * len(ids), "patient_id": ids}))
+
+
+def person_keys_of(wh: Warehouse, wanted: pd.DataFrame) -> pd.DataFrame:
+    """Person keys of (tenant, patient_id) pairs, computed from the ODS patient rows.
+
+    A key is an HMAC of the patient's identifying fields: computed once per (patient, source
+    row version, key id) and kept in ``person_key_cache``, so the datasets that name the same
+    patients, and later runs, look it up instead of hashing again. A new row version (the
+    patient's data changed) or a rotated key (new key id) recomputes it.
+    """
+    from hisx.standards import pseudonym
+
+    cols = ["tenant", "patient_id", "person_key"]
+    pairs = wanted.dropna(subset=["patient_id"]).drop_duplicates(["tenant", "patient_id"])
+    if pairs.empty:
+        return pd.DataFrame(columns=cols)
+    key = pseudonym.key_from_env()
+    stage = pa.table({"tenant": pa.array(pairs["tenant"].astype(str).tolist(), pa.string()),
+                      "patient_id": pa.array(pairs["patient_id"].astype("int64"), pa.int64())})
+    with wh.transaction():
+        wh.execute(PERSON_KEY_CACHE_DDL)
+        wh.execute("DROP TABLE IF EXISTS stage_pids")
+        wh.execute("CREATE TEMPORARY TABLE stage_pids (tenant VARCHAR(40), patient_id BIGINT)")
+        wh.load_arrow("stage_pids", stage)
+        p = wh.query_df(
+            "SELECT p.org_code AS tenant, p.patient_id, p.row_version, c.person_key, "
+            "CASE WHEN c.person_key IS NULL THEN p.id_no END AS id_no, "
+            "CASE WHEN c.person_key IS NULL THEN p.name END AS name, "
+            "p.birth_date, p.gender "
+            "FROM ods_patients p JOIN stage_pids s ON s.tenant = p.org_code "
+            "AND s.patient_id = p.patient_id "
+            "LEFT JOIN person_key_cache c ON c.tenant = p.org_code AND "
+            "c.patient_id = p.patient_id AND c.row_version = p.row_version AND c.key_id = :kid",
+            {"kid": key.key_id},
+        )
+        wh.execute("DROP TABLE stage_pids")
+        miss = p["person_key"].isna()
+        if miss.any():
+            m = p[miss]
+            computed = pseudonym.person_keys(key, m["id_no"], m["name"], m["birth_date"],
+                                             m["gender"])
+            p.loc[miss, "person_key"] = computed
+            cache_person_keys(wh, pd.DataFrame({
+                "tenant": m["tenant"], "source_key": m["patient_id"],
+                "row_version": m["row_version"], "key_id": key.key_id,
+                "person_key": computed}))
+    return p[cols]
+
+
+def cache_person_keys(wh: Warehouse, std: pd.DataFrame) -> None:
+    """Keep the person keys of std person rows (tenant, source_key, row_version, key_id,
+    person_key) for the datasets that follow."""
+    need = {"tenant", "source_key", "row_version", "key_id", "person_key"}
+    if not len(std) or not need <= set(std):
+        return
+    fresh = pa.table({
+        "tenant": pa.array(std["tenant"].astype(str).tolist(), pa.string()),
+        "patient_id": pa.array(std["source_key"].astype("int64"), pa.int64()),
+        "row_version": pa.array(std["row_version"].astype("int64"), pa.int64()),
+        "key_id": pa.array(std["key_id"].astype(str), pa.string()),
+        "person_key": pa.array(std["person_key"].astype(str), pa.string())})
+    wh.execute(PERSON_KEY_CACHE_DDL)
+    wh.execute("DROP TABLE IF EXISTS stage_pk_fresh")
+    wh.execute("CREATE TEMPORARY TABLE stage_pk_fresh (tenant VARCHAR(40), patient_id BIGINT, "
+               "row_version BIGINT, key_id VARCHAR(64), person_key VARCHAR(64))")
+    wh.load_arrow("stage_pk_fresh", fresh)
+    wh.execute("DELETE FROM person_key_cache WHERE (tenant, patient_id) IN "
+               "(SELECT tenant, patient_id FROM stage_pk_fresh)")
+    wh.execute("INSERT INTO person_key_cache SELECT tenant, patient_id, row_version, key_id, "
+               "person_key FROM stage_pk_fresh")
+    wh.execute("DROP TABLE stage_pk_fresh")
+
+
+def existing_keys(wh: Warehouse, spec, df: pd.DataFrame) -> pd.DataFrame | None:
+    """Natural keys already standardized near the batch's business days (cross-batch dedup),
+    with their center (the rows' ``org_code``).
+
+    Duplicate submissions arrive within seconds of the original, so the lookup is limited to
+    the batch's business days ± 1 instead of the whole table.
+    """
+    from hisx.pipelines.standardize import _STD_NK_NAMES, existing_keys_from_std
+
+    if all(c in ("org_code", spec.pk) for c in spec.natural_key):
+        return None  # the natural key is the primary key: nothing beyond PK dedup
+    nk = [_STD_NK_NAMES.get(c, c) for c in spec.natural_key if c != "org_code"]
+    times = pd.to_datetime(df[spec.business_time], errors="coerce").dropna()
+    if not nk or times.empty:
+        return None
+    lo, hi = times.min().date() - timedelta(days=1), times.max().date() + timedelta(days=1)
+    cols = ", ".join(f'"{c}"' for c in nk)
+    marks, centers = _in_list("t", sorted(set(df["org_code"].dropna().astype(str))))
+    std = wh.query_df(
+        f"SELECT tenant, source_key, {cols} FROM {std_table(spec.name)} WHERE tenant IN "
+        f"({marks}) AND business_date BETWEEN :a AND :b", {**centers, "a": lo, "b": hi})
+    if not len(std):
+        return None
+    return existing_keys_from_std(spec.name, std).assign(tenant=std["tenant"].to_numpy())
+
+
+def read_group(wh: Warehouse, spec, group: list[Unit], now: datetime, load_id: str
+               ) -> list[dict]:
+    """The group's chunks as one batch per set of centers sharing their maps (a center's
+    chunks always fall in one batch)."""
+    from hisx.standards.maps import maps_group
+
+    by_maps: dict[tuple, list[Unit]] = {}
+    for u in group:
+        by_maps.setdefault(maps_group(u[0].org_code, u[0].vendor), []).append(u)
+    return [read_batch(wh, spec, units, now, load_id) for units in by_maps.values()]
+
+
+def read_batch(wh: Warehouse, spec, units: list[Unit], now: datetime, load_id: str) -> dict:
+    """One batch's ODS rows with what standardization looks up (person keys, std keys)."""
+    from hisx.pipelines.standardize import NEEDS_PERSON_KEYS
+
+    df = ods_rows(wh, spec.source_table, [(u[0].org_code, u[1], u[2]) for u in units])
+    centers = sorted({u[0].org_code for u in units})
+    pkeys = (person_keys_of(wh, pd.DataFrame({"tenant": df["org_code"],
+                                              "patient_id": df["patient_id"]}))
+             if spec.name in NEEDS_PERSON_KEYS else None)
+    args = dict(dataset=spec.name, df=df,
+                tenant=centers[0] if len(centers) == 1 else df["org_code"],
+                vendor=units[0][0].vendor, load_id=load_id, now=now, person_keys=pkeys,
+                existing_keys=existing_keys(wh, spec, df))
+    return {"units": units, "df": df, "load_id": load_id, "args": args}
+
+
+def compute(args: dict):
+    """Standardize one batch and build its feed-ledger rows (pure: no warehouse)."""
+    from hisx.pipelines.standardize import standardize
+
+    a = dict(args)
+    dataset = a.pop("dataset")
+    res = standardize(dataset, a.pop("df"), **a)
+    ledger = (feeds.build_ledger_rows(dataset, None, res.standardized, args["load_id"])
+              if len(res.standardized) else None)
+    return res, ledger
+
+
+# -- write -----------------------------------------------------------------------------------
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    full = [f for f in frames if len(f)]
+    if not full:
+        return frames[0]
+    return full[0] if len(full) == 1 else pd.concat(full, ignore_index=True)
+
+
+def group_stats(spec, batches: list[dict], computed: list) -> dict[str, StdStats]:
+    """Per-center figures of a written group, each checked for conservation."""
+    out: dict[str, StdStats] = {}
+    for b, (res, _ledger) in zip(batches, computed, strict=True):
+        n_in = b["df"]["org_code"].value_counts()
+        n_std = res.standardized["tenant"].value_counts() if len(res.standardized) else {}
+        n_q = res.quarantined["tenant"].value_counts() if len(res.quarantined) else {}
+        version = _map_version(res.standardized)
+        for t in sorted(set(n_in.index) | {u[0].org_code for u in b["units"]}):
+            st = out.setdefault(t, StdStats(spec.name, t))
+            st.add(StdStats(spec.name, t, rows_in=int(n_in.get(t, 0)),
+                            standardized=int(n_std.get(t, 0)), quarantined=int(n_q.get(t, 0)),
+                            deduplicated=int(res.deduplicated_by.get(t, 0)),
+                            map_version=version))
+        q = res.quarantined
+        for t, reasons in zip(q.get("tenant", []), q.get("reasons", []), strict=True):
+            for r in reasons:
+                kind = ":".join(str(r).split(":")[:2])
+                out[t].reasons[kind] = out[t].reasons.get(kind, 0) + 1
+    for st in out.values():
+        if not st.conserved:
+            raise RuntimeError(f"conservation violated for {spec.name}/{st.tenant}: {st}")
+    return out
+
+
+def _load_ranges(wh: Warehouse, table: str, units: list[Unit],
+                 stats: dict[str, StdStats]) -> None:
+    """Row-version range and endpoint of the extraction loads each center's chunks consumed."""
+    wanted = {(u[0].org_code, lid) for u in units for lid in u[1]}
+    if not wanted:
+        return
+    tm, tp = _in_list("t", sorted({t for t, _ in wanted}))
+    lm, lp = _in_list("l", sorted({lid for _, lid in wanted}))
+    df = wh.query_df(
+        "SELECT tenant, load_id, rv_from, rv_to, endpoint FROM load_log WHERE table_name = :tb "
+        f"AND tenant IN ({tm}) AND load_id IN ({lm})", {"tb": table, **tp, **lp})
+    df = df[[(t, lid) in wanted for t, lid in zip(df["tenant"], df["load_id"], strict=True)]]
+    for t, g in df.groupby("tenant"):
+        if t in stats and g["rv_to"].notna().any():
+            st = stats[t]
+            st.rv_from, st.rv_to = int(g["rv_from"].min()), int(g["rv_to"].max())
+            st.endpoint = str(g["endpoint"].dropna().max() if g["endpoint"].notna().any()
+                              else "")
+
+
+def write_group(wh: Warehouse, spec, schema, batches: list[dict], computed: list
+                ) -> list[StdStats]:
+    """Write a group's batches in one transaction: std rows replace the keys' earlier
+    versions, quarantine, person-key cache, feed outbox, dirty mart days, the std log (one row
+    per center) and the loads whose last chunk this is."""
+    stats = group_stats(spec, batches, computed)
+    units = [u for b in batches for u in b["units"]]
+    _load_ranges(wh, spec.source_table, units, stats)
+    df = _concat([b["df"] for b in batches])
+    std = _concat([r.standardized for r, _ in computed])
+    q = _concat([r.quarantined for r, _ in computed])
+    ledgers = [x for _, x in computed if x is not None]
+    load_id = batches[0]["load_id"]
+    with wh.transaction():
+        _write_rows(wh, spec, schema, df, std, q,
+                    pa.concat_tables(ledgers) if ledgers else None, load_id)
+        runlog.log_std_many(wh, [dict(
+            load_id=load_id, dataset=spec.name, tenant=st.tenant, rows_in=st.rows_in,
+            standardized=st.standardized, quarantined=st.quarantined,
+            deduplicated=st.deduplicated, map_version=st.map_version)
+            for st in stats.values()])
+        runlog.mark_done_many(wh, spec.name, [(u[0].org_code, lid) for u in units
+                                               for lid in u[4]])
+    return list(stats.values())
+
+
+def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame,
+                q: pd.DataFrame, ledger: pa.Table | None, load_id: str) -> None:
+    dataset, table = spec.name, std_table(spec.name)
+    keys = pa.table({"tenant": pa.array(df["org_code"].astype(str).tolist(), pa.string()),
+                     "source_key": pa.array(df[spec.pk].astype("int64").tolist(), pa.int64())})
+    # the batch's centers and key range: DuckDB skips the std row groups that cannot hold them
+    tm, tp = _in_list("t", sorted(set(keys["tenant"].to_pylist())))
+    rng = {**tp, "lo": pc.min(keys["source_key"]).as_py(),
+           "hi": pc.max(keys["source_key"]).as_py()}
+    if len(q):
+        q = q.copy()
+        q["reasons"] = q["reasons"].map(lambda rs: json.dumps(list(rs), ensure_ascii=False))
+        q["quarantined_at"] = datetime.now()
+        q["load_id"] = load_id
+    qcols = ["dataset", "tenant", "source_table", "source_key", "row_version", "reasons",
+             "original", "load_id", "quarantined_at"]
+    with wh.transaction():
+        wh.execute("DROP TABLE IF EXISTS stage_keys")
+        wh.execute("CREATE TEMPORARY TABLE stage_keys (tenant VARCHAR(40), source_key BIGINT)")
+        wh.load_arrow("stage_keys", keys)
+        in_batch = (f"tenant IN ({tm}) AND source_key BETWEEN :lo AND :hi AND "
+                    "(tenant, source_key) IN (SELECT tenant, source_key FROM stage_keys)")
+        old = wh.query_df(f"SELECT DISTINCT tenant, business_date FROM {table} WHERE {in_batch}",
+                          rng)
+        wh.execute(f"DELETE FROM {table} WHERE {in_batch}", rng)
+        wh.execute(f"DELETE FROM quarantine WHERE dataset = :d AND {in_batch}",
+                   {**rng, "d": dataset})
+        wh.load_arrow(table, _to_arrow(std.copy(), std_columns(schema)))
+        if len(q):
+            wh.load_arrow("quarantine", _to_arrow(q, qcols))
+        wh.execute("DROP TABLE stage_keys")
+        if dataset == "person":
+            cache_person_keys(wh, std)
+        # the feed outbox is written in the same transaction as the rows it describes
+        if ledger is not None:
+            feeds.enqueue(wh, dataset, None, std, load_id, rows=ledger)
+        # days of the old versions, the new ones, and the quarantined rows (for DQ marts)
+        mark_dirty(wh, dataset, pd.concat([
+            pd.DataFrame({"tenant": old["tenant"], "day": old["business_date"]}),
+            pd.DataFrame({"tenant": df["org_code"], "day": df[spec.business_time]})],
+            ignore_index=True))
+
+
+def mark_dirty(wh: Warehouse, dataset: str, days: pd.DataFrame) -> None:
+    """Record the (tenant, business day)s whose marts must be re-loaded (only if a mart
+    reads ``dataset``)."""
+    if not any(dataset in deps for deps in marts.MART_DEPS.values()):
+        return
+    d = pd.DataFrame({"tenant": days["tenant"].astype(object),
+                      "day": pd.to_datetime(days["day"], errors="coerce")}).dropna()
+    d = d.assign(day=d["day"].dt.normalize()).drop_duplicates().sort_values(["tenant", "day"])
+    if len(d):
+        wh.load_arrow("mart_dirty", pa.table({
+            "dataset": [dataset] * len(d), "tenant": pa.array(d["tenant"].tolist(), pa.string()),
+            "business_date": pa.array(d["day"].dt.date.tolist(), pa.date32())}))
+
+
+def _to_arrow(df: pd.DataFrame, columns: list[str]) -> pa.Table:
+    for c in columns:
+        if c not in df.columns:
+            df[c] = None
+    return pa.Table.from_pandas(df[columns], preserve_index=False)
+
+
+def _map_version(std: pd.DataFrame) -> str | None:
+    if "map_version" in std and len(std):
+        return str(std["map_version"].iloc[0])
+    return None
