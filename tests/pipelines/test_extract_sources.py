@@ -198,24 +198,29 @@ def test_open_transaction_fence_is_persisted_and_later_settled(pg_rig, src, wh, 
 
 @pytest.mark.standby
 @pytest.mark.odbc
-@pytest.mark.parametrize("land_rows", [1, 10**6], ids=["txn-per-page", "pages-grouped"])
+@pytest.mark.parametrize(("land_rows", "table_rows"), [(1, 1), (10**6, 1), (10**6, 10**6)],
+                         ids=["txn-per-page", "pages-grouped", "pages-buffered"])
 def test_failed_landing_keeps_cursor_and_rows_together(pg_rig, src, wh, monkeypatch,
-                                                       land_rows):
+                                                       land_rows, table_rows):
+    """The warehouse fails while landing the third page (its rows land, then the error):
+    whatever the grouping of pages into transactions and of pages into one upsert, rows and
+    cursors roll back together, and the rerun reads exactly what did not land."""
     raw, t = src
     insert(pg_rig, t, range(1, 451), A)
     pg_rig.caught_up()
     cfg = parse_source("his", raw(chunk=100))
-    real, calls = ods.upsert, []
+    real, calls = ods.upsert_by_center, []
     monkeypatch.setattr(xs, "LAND_TXN_ROWS", land_rows)
+    monkeypatch.setattr(xs, "LAND_TABLE_ROWS", table_rows)
 
     def upsert_failing_on_third_page(wh_, table, batch, load_id):
         calls.append(batch.num_rows)
         n = real(wh_, table, batch, load_id)  # lands inside the page transaction ...
-        if len(calls) == 3:
+        if sum(calls) > 200:
             raise RuntimeError("warehouse died mid-page")  # ... which then rolls back
         return n
 
-    monkeypatch.setattr(ods, "upsert", upsert_failing_on_third_page)
+    monkeypatch.setattr(ods, "upsert_by_center", upsert_failing_on_third_page)
     with pytest.raises(RuntimeError, match="mid-page"):
         xs.extract_configured(wh, cfg)
     if land_rows == 1:  # a transaction per page: two pages landed, the third rolled back
@@ -224,10 +229,11 @@ def test_failed_landing_keeps_cursor_and_rows_together(pg_rig, src, wh, monkeypa
             f"select row_version from {t.fullname} where reg_id = 200")[0][0]
         assert ods.get_cursor(wh, "his", "registrations", A) == page2_rv == \
             state_rows(wh)[A]["rv"]
-    else:  # the three pages shared one transaction: all rolled back, rows and cursor alike
+    else:  # the pages shared one transaction: all rolled back, rows and cursor alike
+        assert calls == ([100, 100, 100] if table_rows == 1 else [450])
         assert ods_ids(wh, A) == []
         assert ods.get_cursor(wh, "his", "registrations", A) == 0
-    monkeypatch.setattr(ods, "upsert", real)
+    monkeypatch.setattr(ods, "upsert_by_center", real)
     rest = xs.extract_configured(wh, cfg)[0]
     landed = 200 if land_rows == 1 else 0
     assert rest.rows_read == 450 - landed and rest.rows_changed == 450 - landed  # 0 lost/twice

@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 
 from hisx.connectors.source.config import SourceConfig, SourceConfigError, load_sources
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: rows landed per warehouse transaction (pages of several jobs share one)
 LAND_TXN_ROWS = 200_000
+#: buffered rows of one table (pages of several centers) that are landed at once
+LAND_TABLE_ROWS = 50_000
 
 STATE_DDL = """
 CREATE TABLE IF NOT EXISTS ods_cursor_state (
@@ -84,26 +87,50 @@ def ensure_state(wh: Warehouse) -> None:
     wh.execute(STATE_DDL)
 
 
-def load_state(wh: Warehouse, source: str, table: str, tenant: str) -> CursorState:
-    """The persisted cursor; ``ods_cursor`` wins if the two disagree (e.g. a manual reset)."""
-    rv = ods.get_cursor(wh, source, table, tenant)
-    raw = wh.scalar(
-        "SELECT state_json FROM ods_cursor_state WHERE source = :s AND table_name = :t "
-        "AND tenant = :n", {"s": source, "t": table, "n": tenant})
-    state = CursorState.from_dict(json.loads(raw)) if raw else CursorState(rv)
-    if state.rv != rv:
-        state = CursorState(rv, [f for f in state.fences if f[0] > rv])
-    return state
+def load_states(wh: Warehouse, source: str) -> dict[tuple[str, str], CursorState]:
+    """The persisted cursor of every (table, tenant) of a source, in two queries;
+    ``ods_cursor`` wins if the two disagree (e.g. a manual reset)."""
+    rvs = wh.query_df("SELECT table_name, tenant, last_row_version FROM ods_cursor "
+                      "WHERE source = :s", {"s": source})
+    raw = wh.query_df("SELECT table_name, tenant, state_json FROM ods_cursor_state "
+                      "WHERE source = :s", {"s": source})
+    out: dict[tuple[str, str], CursorState] = {}
+    cur = {(t, n): int(v) for t, n, v in zip(rvs["table_name"], rvs["tenant"],
+                                             rvs["last_row_version"], strict=True)}
+    for t, n, j in zip(raw["table_name"], raw["tenant"], raw["state_json"], strict=True):
+        rv = cur.get((t, n), 0)
+        state = CursorState.from_dict(json.loads(j))
+        out[(t, n)] = state if state.rv == rv else CursorState(
+            rv, [f for f in state.fences if f[0] > rv])
+    for key, rv in cur.items():
+        out.setdefault(key, CursorState(rv))
+    return out
 
 
-def save_state(wh: Warehouse, source: str, table: str, tenant: str, state: CursorState) -> None:
-    """Both cursor rows; call inside the transaction that lands the rows they cover."""
-    ods.set_cursor(wh, source, table, tenant, state.rv)
-    params = {"s": source, "t": table, "n": tenant, "j": json.dumps(state.to_dict()),
-              "u": datetime.now()}
-    wh.execute("DELETE FROM ods_cursor_state WHERE source = :s AND table_name = :t "
-               "AND tenant = :n", params)
-    wh.execute("INSERT INTO ods_cursor_state VALUES (:s, :t, :n, :j, :u)", params)
+def save_states(wh: Warehouse, source: str, states: dict[tuple[str, str], CursorState]) -> None:
+    """Both cursor rows of many (table, tenant)s, in a few statements; call inside the
+    transaction that lands the rows they cover."""
+    if not states:
+        return
+    now = datetime.now()
+    keys = list(states)
+    stage = pa.table({
+        "table_name": pa.array([t for t, _ in keys], pa.string()),
+        "tenant": pa.array([n for _, n in keys], pa.string()),
+        "rv": pa.array([int(states[k].rv) for k in keys], pa.int64()),
+        "state_json": pa.array([json.dumps(states[k].to_dict()) for k in keys], pa.string())})
+    wh.execute("DROP TABLE IF EXISTS stage_cursor")
+    wh.execute("CREATE TEMPORARY TABLE stage_cursor (table_name VARCHAR(100), tenant VARCHAR(40), "
+               "rv BIGINT, state_json VARCHAR(4000))")
+    wh.load_arrow("stage_cursor", stage)
+    mine = "source = :s AND (table_name, tenant) IN (SELECT table_name, tenant FROM stage_cursor)"
+    for table in ("ods_cursor", "ods_cursor_state"):
+        wh.execute(f"DELETE FROM {table} WHERE {mine}", {"s": source})
+    wh.execute("INSERT INTO ods_cursor SELECT :s, table_name, tenant, rv, :u FROM stage_cursor",
+               {"s": source, "u": now})
+    wh.execute("INSERT INTO ods_cursor_state SELECT :s, table_name, tenant, state_json, :u "
+               "FROM stage_cursor", {"s": source, "u": now})
+    wh.execute("DROP TABLE stage_cursor")
 
 
 def _tables(cfg: SourceConfig, tables) -> list[str]:
@@ -131,20 +158,49 @@ def _extract_replicated(wh: Warehouse, cfg: SourceConfig, names: list[str],
     """All (table, tenant) jobs through up to ``max_readers`` replica readers; landing stays
     in this thread: each page's rows and both its cursor rows in the same transaction."""
     jobs, keys, before = [], [], []
+    saved = load_states(wh, cfg.name)
     for name in names:
         table = cfg.table(name)
         for tenant in cfg.tenants:
-            state = load_state(wh, cfg.name, name, tenant.org_code)
+            state = saved.get((name, tenant.org_code), CursorState(0))
             jobs.append((table, tenant.org_code, state))
             keys.append((name, tenant.org_code))
             before.append(state.rv)
     read, changed = [0] * len(jobs), [0] * len(jobs)
+    job_of = {k: i for i, k in enumerate(keys)}
     started = datetime.now()
     results: dict[int, SourceExtractResult] = {}
     # A source failure ends the loop after the pages already landed were committed: each
     # landed page carried its state. Fences a failed job took are not kept (the next run
     # re-takes). Pages are committed in groups of about LAND_TXN_ROWS rows: few, large
     # transactions (DuckDB writes their full row groups straight to the file, not the WAL).
+    # Within a group the pages of one table, whatever their centers, land together (an
+    # hour's few rows per center cost one upsert per table, not one per center and table),
+    # and the finished jobs' log rows and every touched cursor are written just before the
+    # group commits.
+    pages: dict[str, list[pa.Table]] = {}
+    states: dict[tuple[str, str], CursorState] = {}
+    finished: list[tuple[int, CursorState, ExtractStats]] = []
+
+    def land_table(name: str) -> None:
+        batch = pa.concat_tables(pages.pop(name), promote_options="permissive")
+        for tenant, n in ods.upsert_by_center(wh, name, batch, load_id).items():
+            changed[job_of[(name, tenant)]] += n
+
+    def land_group() -> None:
+        for name in list(pages):
+            land_table(name)
+        for job, state, stats in finished:
+            name, tenant = keys[job]
+            res = _result(cfg, name, tenant, load_id, before[job], state, stats, read[job],
+                          changed[job])
+            results[job] = res
+            if res.rows_read:
+                runlog.log_extract(wh, **_base(res), started_at=started)
+        finished.clear()
+        save_states(wh, cfg.name, states)
+        states.clear()
+
     with contextlib.ExitStack() as txn:
         in_txn = 0
         for ev in extract_parallel(cfg, jobs):
@@ -153,20 +209,20 @@ def _extract_replicated(wh: Warehouse, cfg: SourceConfig, names: list[str],
                 txn.enter_context(wh.transaction())
             in_txn += 1
             if ev.page is not None:
-                changed[ev.job] += ods.upsert(wh, name, ev.page, load_id)
+                pages.setdefault(name, []).append(ev.page)
                 read[ev.job] += ev.page.num_rows
                 in_txn += ev.page.num_rows
+                if sum(p.num_rows for p in pages[name]) >= LAND_TABLE_ROWS:
+                    land_table(name)
             # the page's snapshot, or at the end the tail (bound passed, fences settled)
-            save_state(wh, cfg.name, name, tenant, ev.state)
+            states[(name, tenant)] = ev.state
             if ev.done:
-                res = _result(cfg, name, tenant, load_id, before[ev.job], ev.state, ev.stats,
-                              read[ev.job], changed[ev.job])
-                results[ev.job] = res
-                if res.rows_read:
-                    runlog.log_extract(wh, **_base(res), started_at=started)
+                finished.append((ev.job, ev.state, ev.stats))
             if in_txn >= LAND_TXN_ROWS:
+                land_group()
                 txn.close()  # commit this group
                 in_txn = 0
+        land_group()  # the last group's (commits as the block ends)
     out = [results[i] for i in sorted(results)]
     if msg := pending_fences_message(cfg.name, out):
         log.warning(msg)

@@ -94,10 +94,19 @@ def upsert(wh: Warehouse, table: str, batch: pa.Table, load_id: str) -> int:
 
     Returns the number of rows that changed the ODS (new keys or higher versions).
     """
+    return sum(upsert_by_center(wh, table, batch, load_id).values())
+
+
+def upsert_by_center(wh: Warehouse, table: str, batch: pa.Table, load_id: str
+                     ) -> dict[str, int]:
+    """:func:`upsert`, counting the changed rows per center (``org_code``): the pages of
+    many centers' reads land in one statement set."""
     src = SOURCE_TABLES[table]
     pk = primary_key(src)
     batch = _latest_per_key(batch, pk)
     n = batch.num_rows
+    if not n:
+        return {}
     batch = batch.append_column("_load_id", pa.array([load_id] * n, pa.string()))
     batch = batch.append_column("_loaded_at", pa.array([datetime.now()] * n, pa.timestamp("us")))
     ods = ods_name(table)
@@ -105,13 +114,13 @@ def upsert(wh: Warehouse, table: str, batch: pa.Table, load_id: str) -> int:
     keys = batch.column(pk)
     rng = {"lo": pc.min(keys).as_py(), "hi": pc.max(keys).as_py()}
     with wh.transaction():
-        if n and not wh.scalar(
+        if not wh.scalar(
                 f"SELECT count(*) FROM (SELECT 1 FROM {ods} WHERE {pk} BETWEEN :lo AND :hi "
                 "LIMIT 1) x", rng):
             # first sight of this key range (a backfill; keys are distinct already): every
             # row is news, no staging
             wh.load_arrow(ods, batch)
-            return n
+            return _per_center(batch.column("org_code"))
         wh.execute(f"DROP TABLE IF EXISTS {stage}")
         wh.execute(f"CREATE TEMPORARY TABLE {stage} AS SELECT * FROM {ods} WHERE 1 = 0")
         wh.load_arrow(stage, batch)
@@ -123,9 +132,15 @@ def upsert(wh: Warehouse, table: str, batch: pa.Table, load_id: str) -> int:
             f"WHERE o.{pk} BETWEEN :lo AND :hi AND o.{pk} = {stage}.{pk} "
             f"AND o.row_version >= {stage}.row_version)", rng
         )
-        changed = int(wh.scalar(f"SELECT count(*) FROM {stage}") or 0)
+        changed = wh.query_arrow(f"SELECT org_code FROM {stage}").column(0)
         wh.execute(f"DELETE FROM {ods} WHERE {pk} BETWEEN :lo AND :hi AND {pk} IN "
                    f"(SELECT {pk} FROM {stage})", rng)
         wh.execute(f"INSERT INTO {ods} SELECT * FROM {stage}")
         wh.execute(f"DROP TABLE {stage}")
-    return changed
+    return _per_center(changed)
+
+
+def _per_center(org_codes: pa.Array | pa.ChunkedArray) -> dict[str, int]:
+    counts = pc.value_counts(org_codes)
+    return {str(v): int(c) for v, c in zip(counts.field("values").to_pylist(),
+                                           counts.field("counts").to_pylist(), strict=True)}
