@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +63,7 @@ def main() -> None:
     ap.add_argument("--with-points", type=Path, metavar="LOG",
                     help="also chart the points of an earlier growth run's log (a run split "
                          "in two on a machine without disk for every size at once)")
+    ap.add_argument("--note", default="", help="said under the table in BENCHMARKS.md")
     ap.add_argument("--drop-source", action="store_true",
                     help="drop each size's cached source database once measured (frees "
                          "its disk; the next run generates it again)")
@@ -74,8 +76,13 @@ def main() -> None:
     if a.with_points:
         from report import last_json  # bench/ is on sys.path (see the imports above)
 
-        earlier = last_json(a.with_points.read_text())
-        points = [p for p in (earlier or {}).get("points", []) if p["centers"] not in a.centers]
+        earlier = last_json(a.with_points.read_text()) or {}
+        points = [p for p in earlier.get("points", []) if p["centers"] not in a.centers]
+        for p in points:  # each keeps its s/row ratio from its own run, and says which run
+            p.setdefault("from", f"the growth run of {earlier.get('date', '?')}")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=ROOT).stdout.strip()
+    ours: list[dict] = []
     for n in sorted(a.centers):
         src = prepare(rig, n, a.visits)
         src_file = CACHE / f"{src['db']}.json"
@@ -84,8 +91,8 @@ def main() -> None:
         copy = spawn(rig, "copy", src_file, 0)
         runs = [spawn(rig, "hisx-duckdb", src_file, r) for r in range(a.reps)]
         secs = statistics.median(r["total_s"] for r in runs)
-        points.append({
-            "centers": n, "rows": src["total_rows"], "copy_s": round(copy["total_s"], 2),
+        ours.append({
+            "centers": n, "rows": src["total_rows"], "from": f"this run (code {commit})", "copy_s": round(copy["total_s"], 2),
             "hisx_s": round(secs, 2), "hisx_rows_per_s": round(src["total_rows"] / secs),
             "share_of_copy": round(copy["total_s"] / secs, 3),
             "hisx_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs)),
@@ -94,15 +101,15 @@ def main() -> None:
             "longest_txn_s": max(r["longest_txn_s"] for r in runs)})
         if a.drop_source:
             rig.primary(f"DROP DATABASE IF EXISTS {src['db']} WITH (FORCE)")
-    points.sort(key=lambda p: p["rows"])
-    chart(points, a.png)
-    base = points[0]
-    for p in points:  # seconds per million rows, relative to the smallest size: 1.0 = linear
+    base = min(ours, key=lambda p: p["rows"])
+    for p in ours:  # seconds per row, relative to this run's smallest size: 1.0 = linear
         p["sec_per_row_vs_smallest"] = round((p["hisx_s"] / p["rows"]) /
                                              (base["hisx_s"] / base["rows"]), 3)
+    points = sorted(points + ours, key=lambda p: p["rows"])
+    chart(points, a.png)
     print(json.dumps({"bench": "growth", "date": datetime.now().isoformat(timespec="seconds"),
-                      "reps": a.reps, "png": str(a.png.relative_to(ROOT)), "points": points},
-                     indent=2))
+                      "reps": a.reps, "png": str(a.png.relative_to(ROOT)), "note": a.note,
+                      "points": points}, indent=2))
 
 
 if __name__ == "__main__":
