@@ -137,6 +137,17 @@ def _key_chunks(wh: Warehouse, table: str, tenant: str, load_ids: list[str],
             for i in range(0, len(keys), size)]
 
 
+def std_batch_rows() -> int:
+    """Rows standardized in one pass (``HISX_STD_BATCH_ROWS``): a transaction group's
+    chunks are taken in batches of at most this many rows (several centers' when they share
+    their maps), one after the other, so a group of many small centers needs no more memory
+    than one center's chunk did."""
+    raw = os.environ.get("HISX_STD_BATCH_ROWS", "50000")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"HISX_STD_BATCH_ROWS must be a positive integer, not {raw!r}")
+    return int(raw)
+
+
 def _single_chunks(wh: Warehouse, table: str, pending: dict[str, list[str]], size: int
                    ) -> dict[str, list[tuple[int, int, int]]]:
     """The chunk of every center whose pending rows fit in one (an hour's changes), found by
@@ -194,8 +205,10 @@ def standardize_tenants(
     """Standardize ``dataset`` for each tenant, in key-ordered chunks of each tenant's backlog.
 
     Consecutive chunks of up to ``HISX_STD_CHUNK_ROWS`` rows in all, whatever their tenants,
-    form a group (see :func:`_txn_groups`): read as one batch per set of centers sharing their
-    maps, standardized (pure functions) and written in one transaction (``std_batches``). A
+    form a group (see :func:`_txn_groups`), written in one transaction. Its chunks are read,
+    standardized (pure functions) and written in batches of up to ``HISX_STD_BATCH_ROWS``
+    rows of centers sharing their maps (``std_batches``): an hour's changes of every center
+    are one batch per dataset and vendor, a backfill's memory stays that of one batch. A
     process pool per tenant was measured slower than this on the 2-core machine (pickling the
     batches costs more than it saves).
     """
@@ -230,11 +243,13 @@ def standardize_tenants(
         _run_overlapped(wh, spec, schema, groups, now, load_id, totals)
     else:
         for group in groups:
+            # a later batch reads (dedup, person keys) what an earlier one of the group wrote:
+            # the transaction sees its own writes
             with wh.transaction():
-                batches = sb.read_group(wh, spec, group, now, load_id)
-                for st in _write(wh, spec, schema, batches,
-                                 [sb.compute(b["args"]) for b in batches]):
-                    totals[st.tenant].add(st)
+                for units in sb.plan_batches(group, std_batch_rows()):
+                    batch = sb.read_batch(wh, spec, units, now, load_id)
+                    for st in _write(wh, spec, schema, [batch], [sb.compute(batch["args"])]):
+                        totals[st.tenant].add(st)
     return list(totals.values())
 
 
@@ -284,7 +299,8 @@ def _run_overlapped(wh: Warehouse, spec, schema, groups: list[list[tuple]], now:
                 if inflight is not None and names & inflight_tenants:
                     collect(inflight)
                     inflight = None
-                batches = sb.read_group(rd, spec, group, now, load_id)
+                batches = [sb.read_batch(rd, spec, units, now, load_id)
+                           for units in sb.plan_batches(group, std_batch_rows())]
                 computed = [sb.compute(b["args"]) for b in batches]
                 if inflight is not None:
                     collect(inflight)

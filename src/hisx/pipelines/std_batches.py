@@ -159,16 +159,19 @@ def existing_keys(wh: Warehouse, spec, df: pd.DataFrame) -> pd.DataFrame | None:
     return existing_keys_from_std(spec.name, std).assign(tenant=std["tenant"].to_numpy())
 
 
-def read_group(wh: Warehouse, spec, group: list[Unit], now: datetime, load_id: str
-               ) -> list[dict]:
-    """The group's chunks as one batch per set of centers sharing their maps (a center's
-    chunks always fall in one batch)."""
+def plan_batches(group: list[Unit], max_rows: int) -> list[list[Unit]]:
+    """The group's chunks as batches: centers sharing their maps together, up to
+    ``max_rows`` rows a batch (a chunk larger than that is a batch alone; a center's chunks
+    stay in order). Bounds the memory of one standardization pass."""
     from hisx.standards.maps import maps_group
 
-    by_maps: dict[tuple, list[Unit]] = {}
+    by_maps: dict[tuple, list[list[Unit]]] = {}
     for u in group:
-        by_maps.setdefault(maps_group(u[0].org_code, u[0].vendor), []).append(u)
-    return [read_batch(wh, spec, units, now, load_id) for units in by_maps.values()]
+        runs = by_maps.setdefault(maps_group(u[0].org_code, u[0].vendor), [[]])
+        if runs[-1] and sum(x[3] for x in runs[-1]) + u[3] > max_rows:
+            runs.append([])
+        runs[-1].append(u)
+    return [run for runs in by_maps.values() for run in runs]
 
 
 def read_batch(wh: Warehouse, spec, units: list[Unit], now: datetime, load_id: str) -> dict:
