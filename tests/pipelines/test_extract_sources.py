@@ -276,3 +276,24 @@ def test_configuration_errors_are_specific(wh):
     with pytest.raises(SourceConfigError, match=r"sources file has no sources \['nope'\]"):
         xs.extract_sources_file(wh, {"sources": {"demo": {"url": "sqlite:///x.sqlite"}}},
                                 only=["nope"])
+
+
+def test_cursor_states_round_trip_and_the_plain_cursor_wins(wh):
+    """Cursors are read for every (table, tenant) at once and written for many at once; a
+    plain ``ods_cursor`` moved by hand (a reset) wins over the saved state, whose fences
+    below it are dropped."""
+    from hisx.connectors.source.extract import CursorState
+
+    xs.ensure_state(wh)
+    states = {("registrations", A): CursorState(40, [[41, 45], [50, 52]]),
+              ("registrations", B): CursorState(7), ("patients", A): CursorState(3)}
+    with wh.transaction():
+        xs.save_states(wh, "his", states)
+    assert xs.load_states(wh, "his") == states
+    assert xs.load_states(wh, "other") == {}
+    with wh.transaction():  # a second save replaces, never duplicates
+        xs.save_states(wh, "his", {("registrations", B): CursorState(9)})
+    assert wh.scalar("SELECT count(*) FROM ods_cursor WHERE tenant = :t", {"t": B}) == 1
+    assert xs.load_states(wh, "his")[("registrations", B)] == CursorState(9)
+    ods.set_cursor(wh, "his", "registrations", A, 48)
+    assert xs.load_states(wh, "his")[("registrations", A)] == CursorState(48, [[50, 52]])
