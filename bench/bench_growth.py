@@ -26,27 +26,38 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def chart(points: list[dict], png: Path) -> None:
+    """Time and peak RSS vs rows: this run's points joined by a line, points merged from an
+    earlier run (``from`` not "this run") drawn apart, since runs on different nights and
+    code are not on one curve."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [p["rows"] / 1e6 for p in points]
+    runs: dict[str, list[dict]] = {}
+    for p in points:
+        runs.setdefault(p.get("from", "this run"), []).append(p)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(rows, [p["hisx_s"] for p in points], "o-", label="hisx backfill (DuckDB)")
-    a.plot(rows, [p["copy_s"] for p in points], "s--", label="COPY ceiling")
+    for label, ps in runs.items():
+        ours = label.startswith("this run")
+        style = dict(marker="o", linestyle="-" if ours else "none",
+                     fillstyle="full" if ours else "none")
+        rows = [p["rows"] / 1e6 for p in ps]
+        a.plot(rows, [p["hisx_s"] for p in ps], label=f"hisx, {label}", **style)
+        b.plot(rows, [p["hisx_rss_mb"] for p in ps], label=label, **style)
+        if ours:
+            a.plot(rows, [p["copy_s"] for p in ps], "s--", label=f"COPY ceiling, {label}")
     a.set_xlabel("source rows (millions)")
     a.set_ylabel("seconds")
     a.set_title("time vs rows")
-    a.legend()
+    a.legend(fontsize=7)
     a.grid(alpha=0.3)
-    b.plot(rows, [p["hisx_rss_mb"] for p in points], "o-", color="tab:red")
     b.axhline(1024, color="grey", linestyle=":", label="1 GB target")
     b.set_xlabel("source rows (millions)")
     b.set_ylabel("peak RSS (MB)")
     b.set_title("hisx peak RSS vs rows")
     b.set_ylim(bottom=0)
-    b.legend()
+    b.legend(fontsize=7)
     b.grid(alpha=0.3)
     fig.suptitle(f"hisx city backfill growth ({datetime.now():%Y-%m-%d})")
     fig.tight_layout()
