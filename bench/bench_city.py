@@ -38,7 +38,7 @@ import time
 from datetime import date, datetime
 from pathlib import Path
 
-from bench_common import ActivitySampler, peak_rss_mb, summary
+from bench_common import ActivitySampler, PhaseRss, peak_rss_mb, summary
 
 APP = "hisx_bench_city"
 GEN_VERSION = 1  # bump when the simulator's output changes: cached sources are rebuilt
@@ -158,16 +158,24 @@ def hisx_backfill(env: dict, src: dict, wh_url: str) -> dict:
 
     cfg = parse_source("city", source_config(env, src))
     tenants = [flow.Tenant(t["org_code"], t["vendor"]) for t in src["tenants"]]
+    rss = PhaseRss()
+    rss.start()
     with Warehouse.from_url(wh_url) as wh:
         flow.ensure_warehouse(wh)
         t0 = time.perf_counter()
+        rss.phase("extract")
         res = extract_configured(wh, cfg)
         t1 = time.perf_counter()
-        std = [s for d in DATASETS for s in flow.standardize_tenants(
-            wh, d, tenants, now=datetime(2027, 1, 1))]
+        std = []
+        for d in DATASETS:
+            rss.phase(f"std:{d}")
+            std += flow.standardize_tenants(wh, d, tenants, now=datetime(2027, 1, 1))
         t2 = time.perf_counter()
+        rss.phase("marts")
         flow.build_marts(wh)
         t3 = time.perf_counter()
+        rss.phase("close")
+    peaks = rss.stop()
     assert all(s.conserved for s in std)
     assert all(r.endpoint == "standby" and not r.used_primary for r in res if r.rows_read)
     return {"rows": sum(r.rows_read for r in res), "extract_s": t1 - t0,
@@ -176,7 +184,8 @@ def hisx_backfill(env: dict, src: dict, wh_url: str) -> dict:
             "quarantined": sum(s.quarantined for s in std),
             "longest_txn_s_reported": max((r.longest_txn_s for r in res), default=0.0),
             # rows above a fence that had not settled on the standby wait for the next run
-            "pending_fences": sum(r.pending_fences for r in res)}
+            "pending_fences": sum(r.pending_fences for r in res),
+            "peak_rss_mb_by_phase": peaks}
 
 
 def run_hisx_duckdb(env: dict, src: dict, out: Path) -> dict:

@@ -46,3 +46,36 @@ def summary(runs: list[dict], key: str) -> dict:
     vals = [r[key] for r in runs]
     return {"median": round(statistics.median(vals), 3), "min": round(min(vals), 3),
             "max": round(max(vals), 3)}
+
+
+class PhaseRss(threading.Thread):
+    """Peak RSS of each phase of a run (``/proc/self/status`` every 0.2 s): where the memory
+    goes, not only how much. ``phase(name)`` starts the next phase."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.current = "start"
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+
+    def phase(self, name: str) -> None:
+        self._sample()
+        self.current = name
+
+    def _sample(self) -> None:
+        try:
+            with open("/proc/self/status") as f:
+                kb = next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS"))
+        except (OSError, StopIteration):
+            return
+        mb = round(kb / 1024)
+        self.peaks[self.current] = max(self.peaks.get(self.current, 0), mb)
+
+    def run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        self._sample()
+        self._stop.set()
+        return self.peaks

@@ -109,7 +109,9 @@ def main() -> None:
             "hisx_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs)),
             "phases_s": {k: round(statistics.median(r[k] for r in runs), 2)
                          for k in ("extract_s", "standardize_s", "marts_s")},
-            "longest_txn_s": max(r["longest_txn_s"] for r in runs)})
+            "longest_txn_s": max(r["longest_txn_s"] for r in runs),
+            # where the peak is (the first repeat's phases)
+            "peak_rss_mb_by_phase": runs[0].get("peak_rss_mb_by_phase")})
         if a.drop_source:
             rig.primary(f"DROP DATABASE IF EXISTS {src['db']} WITH (FORCE)")
     base = min(ours, key=lambda p: p["rows"])
