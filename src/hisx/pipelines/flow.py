@@ -128,10 +128,9 @@ def _key_chunks(wh: Warehouse, table: str, tenant: str, load_ids: list[str],
     natural-key duplicate meets its lower-keyed original in the same or an earlier chunk),
     as ``(lo, hi, rows)``."""
     pk = ods.primary_key(ods.SOURCE_TABLES[table])
-    names = {f"l{i}": lid for i, lid in enumerate(load_ids)}
+    cond, params = sb.pending_filter(pk, [(tenant, load_ids, None)])
     keys = wh.query_arrow(
-        f'SELECT "{pk}" AS k FROM {ods.ods_name(table)} WHERE org_code = :tenant AND _load_id '
-        f"IN ({', '.join(':' + k for k in names)}) ORDER BY 1", {"tenant": tenant, **names}
+        f'SELECT "{pk}" AS k FROM {ods.ods_name(table)} WHERE {cond} ORDER BY 1', params
     ).column("k").to_numpy()
     return [(int(keys[i]), int(keys[min(i + size, len(keys)) - 1]), min(size, len(keys) - i))
             for i in range(0, len(keys), size)]
@@ -155,15 +154,10 @@ def _single_chunks(wh: Warehouse, table: str, pending: dict[str, list[str]], siz
     if not pending:
         return {}
     pk = ods.primary_key(ods.SOURCE_TABLES[table])
-    loads = {lid: f"l{i}" for i, lid in enumerate(sorted({x for ls in pending.values()
-                                                          for x in ls}))}
-    conds, params = [], {v: k for k, v in loads.items()}
-    for i, (tenant, ls) in enumerate(pending.items()):
-        conds.append(f"(org_code = :t{i} AND _load_id IN ({', '.join(':' + loads[x] for x in ls)}))")
-        params[f"t{i}"] = tenant
+    cond, params = sb.pending_filter(pk, [(t, ls, None) for t, ls in pending.items()])
     t = wh.query_arrow(
         f'SELECT org_code, count(*) AS n, min("{pk}") AS lo, max("{pk}") AS hi '
-        f"FROM {ods.ods_name(table)} WHERE {' OR '.join(conds)} GROUP BY org_code", params)
+        f"FROM {ods.ods_name(table)} WHERE {cond} GROUP BY org_code", params)
     out: dict[str, list[tuple[int, int, int]]] = {tenant: [] for tenant in pending}
     for tenant, n, lo, hi in zip(*(t.column(c).to_pylist() for c in ("org_code", "n", "lo", "hi")),
                                  strict=True):

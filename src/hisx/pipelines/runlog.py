@@ -54,15 +54,6 @@ def log_extract(wh: Warehouse, **row: Any) -> None:
     )
 
 
-def log_std(wh: Warehouse, **row: Any) -> None:
-    row.setdefault("logged_at", datetime.now())
-    wh.execute(
-        "INSERT INTO std_log VALUES (:load_id, :dataset, :tenant, :rows_in, :standardized, "
-        ":quarantined, :deduplicated, :map_version, :logged_at)",
-        row,
-    )
-
-
 def pending_loads(wh: Warehouse, dataset: str, table: str, tenant: str) -> list[str]:
     """Extraction loads of ``table`` for ``tenant`` not yet standardized into ``dataset``."""
     t = wh.query_arrow(

@@ -40,19 +40,29 @@ def _in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
 
 
 # -- read ------------------------------------------------------------------------------------
-def ods_rows(wh: Warehouse, table: str, parts: list[tuple[str, list[str], tuple[int, int]]]
-             ) -> pd.DataFrame:
-    """The ODS rows of each (center, loads, inclusive key range), in one query."""
-    pk = ods.primary_key(ods.SOURCE_TABLES[table])
+def pending_filter(pk: str, parts: list[tuple[str, list[str], tuple[int, int] | None]]
+                   ) -> tuple[str, dict[str, Any]]:
+    """WHERE clause (and bound values) for the ODS rows of each (center, loads, inclusive key
+    range or None), OR-ed together; each load id is bound once however many centers name it."""
     load_names = {lid: f"l{i}" for i, lid in enumerate(sorted({x for _, ls, _ in parts
                                                                 for x in ls}))}
     conds, params = [], {v: k for k, v in load_names.items()}
-    for i, (tenant, loads, (lo, hi)) in enumerate(parts):
+    for i, (tenant, loads, keys) in enumerate(parts):
         marks = ", ".join(":" + load_names[x] for x in loads)
-        conds.append(f'(org_code = :t{i} AND "{pk}" BETWEEN :lo{i} AND :hi{i} '
-                     f"AND _load_id IN ({marks}))")
-        params.update({f"t{i}": tenant, f"lo{i}": lo, f"hi{i}": hi})
-    df = wh.query_df(f"SELECT * FROM {ods.ods_name(table)} WHERE {' OR '.join(conds)}", params)
+        cond = f"org_code = :t{i} AND _load_id IN ({marks})"
+        params[f"t{i}"] = tenant
+        if keys is not None:
+            cond += f' AND "{pk}" BETWEEN :lo{i} AND :hi{i}'
+            params.update({f"lo{i}": keys[0], f"hi{i}": keys[1]})
+        conds.append(f"({cond})")
+    return " OR ".join(conds), params
+
+
+def ods_rows(wh: Warehouse, table: str, parts: list[tuple[str, list[str], tuple[int, int]]]
+             ) -> pd.DataFrame:
+    """The ODS rows of each (center, loads, inclusive key range), in one query."""
+    cond, params = pending_filter(ods.primary_key(ods.SOURCE_TABLES[table]), parts)
+    df = wh.query_df(f"SELECT * FROM {ods.ods_name(table)} WHERE {cond}", params)
     return df.drop(columns=["_load_id", "_loaded_at"])
 
 
