@@ -22,6 +22,13 @@ TOPIC = "hisx.std.outpatient_visit.v1"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "regional_platform_consumer.py"
 
 
+@pytest.fixture(autouse=True, params=["confluent", "kafka-python"])
+def kafka_client(request, monkeypatch) -> str:
+    """Every test runs with each producer client (``HISX_KAFKA_CLIENT``)."""
+    monkeypatch.setenv("HISX_KAFKA_CLIENT", request.param)
+    return request.param
+
+
 def example():
     spec = importlib.util.spec_from_file_location("regional_platform_consumer", EXAMPLE)
     mod = importlib.util.module_from_spec(spec)
@@ -185,3 +192,4 @@ def test_outage_at_start_keeps_everything_pending(duck, tmp_path):
     assert not st.ok and st.selected == 0
     assert set(duck.query_df("SELECT state FROM feed_ledger")["state"]) == {"pending"}
     assert json.dumps(st.as_dict())
+

@@ -516,9 +516,9 @@ class FeedConfig:
 
     def open_sink(self):
         if self.bootstrap:
-            from hisx.connectors.kafka import KafkaSink
+            from hisx.connectors.kafka import open_sink
 
-            return KafkaSink(self.kafka_options())
+            return open_sink(self.kafka_options())
         from hisx.connectors.feeds_outbox import FileSink
 
         return FileSink(self.outbox_dir)
