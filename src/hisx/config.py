@@ -7,6 +7,7 @@
 | HISX_SOURCES | (none) | sources file (YAML); without it the demo SQLite source is used |
 | HISX_SOURCE_URL | sqlite:///$HISX_HOME/source/his.sqlite | the demo source database |
 | HISX_FEED_BOOTSTRAP | (none) | Kafka bootstrap servers; without it feeds go to a local outbox |
+| HISX_KAFKA_CLIENT | confluent | feed producer client: confluent (librdkafka) or kafka-python |
 """
 
 from __future__ import annotations
