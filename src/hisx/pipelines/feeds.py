@@ -416,6 +416,11 @@ def build_ledger_rows(dataset: str, tenant: str | None, standardized: pd.DataFra
     })
 
 
+def _is_identity(order: pa.Array) -> bool:
+    return pc.all(pc.equal(order, pa.array(np.arange(len(order), dtype=np.uint64)))
+                  ).as_py() is not False
+
+
 def _enqueue_dedup(wh: Warehouse, rows: pa.Table, scope: dict[str, Any]) -> int:
     """Insert the rows whose message id is not in the ledger yet (first of each id wins)."""
     cols = ", ".join(LEDGER_COLUMNS)
@@ -469,7 +474,8 @@ def enqueue(wh: Warehouse, dataset: str, tenant: str | None, standardized: pd.Da
         rows = build_ledger_rows(dataset, tenant, standardized, load_id, contract_=contract_)
     order = pc.sort_indices(rows, [("tenant", "ascending"), ("source_key", "ascending"),
                                    ("row_version", "ascending")])
-    rows = rows.take(order)
+    if not _is_identity(order):  # std rows come in key order: no copy of their envelopes
+        rows = rows.take(order)
     keys = rows["source_key"]
     centers = {f"t{i}": c for i, c in enumerate(pc.unique(rows["tenant"]).to_pylist())}
     scope = {"d": dataset, "lo": pc.min(keys).as_py(), "hi": pc.max(keys).as_py()}

@@ -294,10 +294,10 @@ def write_group(wh: Warehouse, spec, schema, batches: list[dict], computed: list
 def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame,
                 q: pd.DataFrame, ledger: pa.Table | None, load_id: str) -> None:
     dataset, table = spec.name, std_table(spec.name)
-    keys = pa.table({"tenant": pa.array(df["org_code"].astype(str).tolist(), pa.string()),
-                     "source_key": pa.array(df[spec.pk].astype("int64").tolist(), pa.int64())})
+    keys = pa.table({"tenant": pc.cast(pa.array(df["org_code"], from_pandas=True), pa.string()),
+                     "source_key": pc.cast(pa.array(df[spec.pk], from_pandas=True), pa.int64())})
     # the batch's centers and key range: DuckDB skips the std row groups that cannot hold them
-    tm, tp = _in_list("t", sorted(set(keys["tenant"].to_pylist())))
+    tm, tp = _in_list("t", sorted(pc.unique(keys["tenant"]).to_pylist()))
     rng = {**tp, "lo": pc.min(keys["source_key"]).as_py(),
            "hi": pc.max(keys["source_key"]).as_py()}
     if len(q):
@@ -318,7 +318,7 @@ def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame
         wh.execute(f"DELETE FROM {table} WHERE {in_batch}", rng)
         wh.execute(f"DELETE FROM quarantine WHERE dataset = :d AND {in_batch}",
                    {**rng, "d": dataset})
-        wh.load_arrow(table, _to_arrow(std.copy(), std_columns(schema)))
+        wh.load_arrow(table, _to_arrow(std, std_columns(schema)))
         if len(q):
             wh.load_arrow("quarantine", _to_arrow(q, qcols))
         wh.execute("DROP TABLE stage_keys")
@@ -329,9 +329,16 @@ def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame
             feeds.enqueue(wh, dataset, None, std, load_id, rows=ledger)
         # days of the old versions, the new ones, and the quarantined rows (for DQ marts)
         mark_dirty(wh, dataset, pd.concat([
-            pd.DataFrame({"tenant": old["tenant"], "day": old["business_date"]}),
-            pd.DataFrame({"tenant": df["org_code"], "day": df[spec.business_time]})],
-            ignore_index=True))
+            _days(old["tenant"], old["business_date"]),
+            _days(df["org_code"], df[spec.business_time])], ignore_index=True))
+
+
+def _days(tenants: pd.Series, times: pd.Series) -> pd.DataFrame:
+    """The distinct (tenant, day) pairs of rows (few per batch, out of up to 50,000 rows)."""
+    t = pa.table({"tenant": pc.cast(pa.array(tenants, from_pandas=True), pa.string()),
+                  "day": pa.array(pd.to_datetime(times, errors="coerce").dt.floor("D"),
+                                  from_pandas=True)})
+    return t.group_by(["tenant", "day"]).aggregate([]).to_pandas()
 
 
 def mark_dirty(wh: Warehouse, dataset: str, days: pd.DataFrame) -> None:
@@ -349,10 +356,12 @@ def mark_dirty(wh: Warehouse, dataset: str, days: pd.DataFrame) -> None:
 
 
 def _to_arrow(df: pd.DataFrame, columns: list[str]) -> pa.Table:
+    """``df``'s ``columns`` as Arrow, all-null for the ones it lacks (``df`` is not changed)."""
+    t = pa.Table.from_pandas(df[[c for c in columns if c in df.columns]], preserve_index=False)
     for c in columns:
-        if c not in df.columns:
-            df[c] = None
-    return pa.Table.from_pandas(df[columns], preserve_index=False)
+        if c not in t.column_names:
+            t = t.append_column(c, pa.nulls(t.num_rows))
+    return t.select(columns)
 
 
 def _map_version(std: pd.DataFrame) -> str | None:
