@@ -43,3 +43,23 @@ def test_ids_of_several_centers_equal_uuid5(rows) -> None:
                                for t, k, v in rows]
     with pytest.raises(ValueError, match="needs a center"):
         feeds.message_ids(pa.array([None], pa.string()), "charge", pa.array([1]), pa.array([1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text()), max_size=20), st.integers(0, 5))
+def test_json_fragments_equal_json_dumps_for_any_text(values, cut):
+    """Each string value's JSON text equals json.dumps(ensure_ascii=False), escapes included,
+    also for a slice of a column (the byte check reads only the slice's bytes)."""
+    import json
+
+    import pyarrow as pa
+
+    from hisx.pipelines.feeds import _json_fragments
+
+    col = pa.array(["\"x\\", *values, "\n"], pa.string()).slice(min(cut, 1))
+    want = [json.dumps(v, ensure_ascii=False, separators=(",", ":")) for v in col.to_pylist()]
+    assert _json_fragments(col).to_pylist() == want
+    clean = pa.array([v for v in values if v is not None and not any(
+        c in v for c in '"\\') and all(ord(c) >= 0x20 for c in v)], pa.string())
+    assert _json_fragments(clean).to_pylist() == [json.dumps(v, ensure_ascii=False)
+                                                  for v in clean.to_pylist()]

@@ -275,7 +275,6 @@ def payload_columns(df: pd.DataFrame, schema: Mapping[str, Any]) -> dict[str, pa
     return {c: _json_column(df[c], props.get(c, {})) for c in df.columns}
 
 
-_NEEDS_ESCAPE = r'["\\\x00-\x1f]'  # what json.dumps(ensure_ascii=False) escapes
 
 
 def _json_fragments(col: pa.Array | list[Any]) -> pa.Array:
@@ -286,7 +285,7 @@ def _json_fragments(col: pa.Array | list[Any]) -> pa.Array:
     if pa.types.is_null(t):
         return pa.array(["null"] * len(col), pa.string())
     if pa.types.is_string(t):
-        if pc.any(pc.match_substring_regex(col, _NEEDS_ESCAPE)).as_py():
+        if _may_need_escape(col):
             return pa.array([_dumps(x) for x in col.to_pylist()], pa.string())
         text = pc.binary_join_element_wise('"', col, '"', "")
     elif pa.types.is_floating(t):
@@ -296,6 +295,17 @@ def _json_fragments(col: pa.Array | list[Any]) -> pa.Array:
     else:  # integers, booleans ("true"/"false")
         text = pc.cast(col, pa.string())
     return pc.fill_null(text, "null")
+
+
+def _may_need_escape(col: pa.Array) -> bool:
+    """Whether any value holds a byte JSON escapes (``"``, ``\\``, a control character): one
+    pass over the column's UTF-8 bytes (multi-byte characters never contain these bytes)."""
+    _, offsets, data = col.buffers()
+    if data is None or len(col) == 0:
+        return False
+    off = np.frombuffer(offsets, dtype=np.int32)[col.offset:col.offset + len(col) + 1]
+    b = np.frombuffer(data, dtype=np.uint8)[off[0]:off[-1]]
+    return bool(np.any((b < 0x20) | (b == 0x22) | (b == 0x5C)))
 
 
 def _payload_json(cols: Mapping[str, pa.Array | list]) -> pa.Array:
