@@ -308,12 +308,14 @@ def _may_need_escape(col: pa.Array) -> bool:
     return bool(np.any((b < 0x20) | (b == 0x22) | (b == 0x5C)))
 
 
-def _payload_json(cols: Mapping[str, pa.Array | list]) -> pa.Array:
+def _payload_parts(cols: Mapping[str, pa.Array | list]) -> list[Any]:
+    """The payload object's JSON as parts for ``binary_join_element_wise`` (joined straight
+    into the envelope: the payload text is never materialized on its own)."""
     parts: list[Any] = []
     for i, (name, col) in enumerate(cols.items()):
         parts += [("{" if i == 0 else ",") + _dumps(name) + ":", _json_fragments(col)]
     parts.append("}")
-    return pc.binary_join_element_wise(*parts, "")
+    return parts
 
 
 def _redacted_payload(payload: dict[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
@@ -378,7 +380,6 @@ def build_ledger_rows(dataset: str, tenant: str | None, standardized: pd.DataFra
     else:
         raise ValueError("ledger rows need each row's center: a tenant column or tenant=")
     ids = message_ids(centers, dataset, pa.array(sk, pa.int64()), pa.array(rv, pa.int64()))
-    payload = _payload_json(cols)
     envelope = pc.binary_join_element_wise(
         '{"message_id":"', ids,
         '","dataset":' + _dumps(dataset) + ',"schema_id":' + _dumps(c.schema_id)
@@ -387,7 +388,7 @@ def build_ledger_rows(dataset: str, tenant: str | None, standardized: pd.DataFra
         ',"row_version":', _json_fragments(pa.array(rv, pa.int64())),
         ',"event_time":', _json_fragments(event),
         ',"map_version":', _json_fragments(cols.get("map_version", [None] * n)),
-        ',"load_id":' + _dumps(load_id) + ',"payload":', payload, "}", "")
+        ',"load_id":' + _dumps(load_id) + ',"payload":', *_payload_parts(cols), "}", "")
     topics = [c.topic] * n
     reasons: list[str | None] = [None] * n
     if bad:
