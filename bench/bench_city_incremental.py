@@ -152,6 +152,8 @@ def incremental(rig, src: dict, reps: int = 3) -> dict:
     keys = ("replay_wait_s", "probe_s", "extract_s", "standardize_s", "marts_s", "publish_s",
             "total_s")
     return {"backfill_rows": backfill["rows"], "reps": reps,
+            "backfill": {k: (round(v, 1) if isinstance(v, float) else v)
+                         for k, v in backfill.items()},
             "hour": {k: med(hours, k) for k in keys} | {
                 "rows_read": hours[0]["rows_read"], "published": hours[0]["published"],
                 "centers_changed": hours[0]["centers_changed"],

@@ -154,7 +154,21 @@ def _incremental(inc: dict, centers: int, note: str) -> list[str]:
         f"**{h['total_s']['median']} s** end to end (min {h['total_s']['min']}, max "
         f"{h['total_s']['max']}; median of {inc['reps']}; target < 30 s) — {phases} s",
         f"- no-change cycle (the sensor's probe finds nothing): **{z['total_s']['median']} s** "
-        f"(min {z['total_s']['min']}, max {z['total_s']['max']}; target < 5 s)"]
+        f"(min {z['total_s']['min']}, max {z['total_s']['max']}; target < 5 s)"] + _backfill(inc)
+
+
+def _backfill(inc: dict) -> list[str]:
+    """The backfill the hours run on (single run): time, rows/s and peak RSS per phase."""
+    b = inc.get("backfill")
+    if not b:
+        return []
+    total = b["extract_s"] + b["standardize_s"] + b["marts_s"]
+    peaks = b.get("peak_rss_mb_by_phase", {})
+    top = max(peaks.items(), key=lambda kv: kv[1]) if peaks else None
+    return [f"- the backfill before the hours (single run): {b['rows']:,} rows in {total:,.0f} s "
+            f"({b['rows'] / total:,.0f} rows/s; extract {b['extract_s']:,.0f}, standardize "
+            f"{b['standardize_s']:,.0f}, marts {b['marts_s']:,.0f} s)"
+            + (f", peak RSS {top[1]:,} MB in {top[0]}" if top else "")]
 
 
 def _growth(d: dict) -> list[str]:
