@@ -72,3 +72,32 @@ def test_single_center_takes_its_own_ranges(n) -> None:
     d = date
     assert flow._merge_ranges([(d(2026, 8, 1), d(2026, 8, 1))] * n) == [(d(2026, 8, 1),
                                                                         d(2026, 8, 1))]
+
+
+def test_marts_load_with_their_own_duckdb_memory(monkeypatch) -> None:
+    """Mart statements run under HISX_DUCKDB_MART_MEMORY; the pipeline's limit is back after,
+    also when a load fails."""
+    monkeypatch.setenv("HISX_DUCKDB_MEMORY", "200MB")
+    monkeypatch.setenv("HISX_DUCKDB_MART_MEMORY", "600MB")
+    seen: list[str] = []
+
+    def limit(wh: Warehouse) -> str:
+        return wh.scalar("SELECT current_setting('memory_limit')")
+
+    def fake_load(wh, name, tenants, lo, hi):
+        seen.append(limit(wh))
+        if name == runner.MARTS[1]:
+            raise RuntimeError("load failed")
+
+    with Warehouse.from_url("duckdb://") as wh:
+        flow.ensure_warehouse(wh)
+        before = limit(wh)
+        wh.execute("INSERT INTO mart_dirty VALUES ('outpatient_visit', 'C1', DATE '2026-08-01')")
+        monkeypatch.setattr(runner, "load_mart_many", fake_load)
+        with pytest.raises(RuntimeError, match="load failed"):
+            flow.build_marts(wh)
+        assert limit(wh) == before and before.startswith("190.7")  # 200 MB in MiB
+        assert seen and all(s.startswith("572.2") for s in seen)  # 600 MB in MiB
+    monkeypatch.setenv("HISX_DUCKDB_MART_MEMORY", "lots")
+    with pytest.raises(ValueError, match="HISX_DUCKDB_MART_MEMORY must be a size"):
+        flow.mart_memory()

@@ -336,6 +336,13 @@ def _merge_ranges(ranges: list[tuple[date, date]], *, full: bool = False,
     return out
 
 
+def mart_memory() -> str:
+    """DuckDB working memory while marts load (``HISX_DUCKDB_MART_MEMORY``, default 512MB)."""
+    from hisx.connectors.warehouse import size_env
+
+    return size_env("HISX_DUCKDB_MART_MEMORY", "512MB")
+
+
 def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
                 tenants: Iterable[str] | None = None, day_from: date | None = None,
                 day_to: date | None = None) -> dict[str, list]:
@@ -390,8 +397,9 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
                                         full=name in marts.FULL_REFRESH):
                 by_range[(lo, hi)] = [t for t, rs in per_tenant.items()
                                       if any(a <= hi and b >= lo for a, b in rs)]
-        for (lo, hi), tenants_ in by_range.items():
-            marts.load_mart_many(wh, name, tenants_, lo, hi)
+        with wh.working_memory(mart_memory()):
+            for (lo, hi), tenants_ in by_range.items():
+                marts.load_mart_many(wh, name, tenants_, lo, hi)
     for tenant, grp in groups.items():
         with wh.transaction():
             for ds, sub in grp.groupby("dataset"):
