@@ -229,3 +229,33 @@ def test_a_batch_of_several_centers_enqueues_as_one_per_center(backend, request)
     finally:
         for wh in whs:
             wh.close()
+
+
+def test_records_carry_the_envelope_key_and_headers() -> None:
+    """Kafka records: key center:source key, value = produced_at + the stored envelope,
+    headers schema_id (the DLQ's own on the dead-letter topic), message_id, dataset and
+    content-type."""
+    import pyarrow as pa
+
+    from hisx.connectors.kafka import Record
+    from hisx.pipelines.feeds import DLQ_SCHEMA_ID, DLQ_TOPIC, _records, contract
+
+    batch = pa.table({
+        "dataset": ["outpatient_visit", "outpatient_visit", "charge"],
+        "topic": ["hisx.std.outpatient_visit.v1", DLQ_TOPIC, "hisx.std.charge.v1"],
+        "msg_key": ["C001:1", "C001:2", "C002:9"],
+        "envelope": ['{"a":"中文"}', '{"b":1}', '{"c":null}']})
+    prefix = '{"produced_at":"2026-11-27T00:00:00.000Z",'
+
+    def headers(ds: str, sid: str, mid: str) -> list:
+        return [("schema_id", sid.encode()), ("message_id", mid.encode()),
+                ("dataset", ds.encode()), ("content-type", b"application/json")]
+
+    assert _records(batch, ["id-1", "id-2", "id-3"], prefix) == [
+        Record("hisx.std.outpatient_visit.v1", b"C001:1",
+               (prefix + '"a":"中文"}').encode(),
+               headers("outpatient_visit", contract("outpatient_visit").schema_id, "id-1")),
+        Record(DLQ_TOPIC, b"C001:2", (prefix + '"b":1}').encode(),
+               headers("outpatient_visit", DLQ_SCHEMA_ID, "id-2")),
+        Record("hisx.std.charge.v1", b"C002:9", (prefix + '"c":null}').encode(),
+               headers("charge", contract("charge").schema_id, "id-3"))]

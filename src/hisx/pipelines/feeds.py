@@ -569,10 +569,28 @@ def _config(settings: Settings | FeedConfig | None) -> FeedConfig:
     return settings if isinstance(settings, FeedConfig) else FeedConfig.from_settings(settings)
 
 
-def _headers(dataset: str, topic: str, mid: str) -> list[tuple[str, bytes]]:
+@cache
+def _static_headers(dataset: str, topic: str) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+    """The (schema_id, dataset) headers of a dataset's messages on ``topic``."""
     sid = DLQ_SCHEMA_ID if topic == DLQ_TOPIC else contract(dataset).schema_id
-    return [("schema_id", sid.encode()), ("message_id", mid.encode()),
-            ("dataset", dataset.encode()), ("content-type", b"application/json")]
+    return ("schema_id", sid.encode()), ("dataset", dataset.encode())
+
+
+_JSON_TYPE = ("content-type", b"application/json")
+
+
+def _records(batch: pa.Table, ids: list[str], prefix: str) -> list[Record]:
+    """The batch's Kafka records: values (``prefix`` + the stored envelope after its ``{``) and
+    keys made as bytes by Arrow; headers schema_id, message_id, dataset, content-type."""
+    values = pc.cast(pc.binary_join_element_wise(
+        prefix, pc.utf8_slice_codeunits(batch["envelope"], 1), ""), pa.binary()).to_pylist()
+    keys = pc.cast(batch["msg_key"], pa.binary()).to_pylist()
+    out = []
+    for m, d, t, k, v in zip(ids, batch["dataset"].to_pylist(), batch["topic"].to_pylist(),
+                             keys, values, strict=True):
+        sid, ds = _static_headers(d, t)
+        out.append(Record(t, k, v, [sid, ("message_id", m.encode()), ds, _JSON_TYPE]))
+    return out
 
 
 _ACKS_DDL = ("CREATE TEMPORARY TABLE IF NOT EXISTS stage_feed_acks (message_id VARCHAR(36), "
@@ -663,12 +681,7 @@ def _send(wh: Warehouse, cfg: FeedConfig, where: str, params: Mapping[str, Any],
                 if stats.failed:
                     break
                 continue
-            records = [
-                Record(t, k.encode(), (prefix + e[1:]).encode(), _headers(d, t, m))
-                for m, d, t, k, e in zip(ids, batch["dataset"].to_pylist(),
-                                         batch["topic"].to_pylist(),
-                                         batch["msg_key"].to_pylist(),
-                                         batch["envelope"].to_pylist(), strict=True)]
+            records = _records(batch, ids, prefix)
             results = sink.send_batch(records)
             _book(wh, ids, results, replay, (seqs[0], seqs[-1]))
             stats.batches += 1
