@@ -13,8 +13,25 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def size_env(name: str, default: str) -> str:
+    """A size setting (``512MB``, ``1GB``) from the environment, checked."""
+    value = os.environ.get(name, default)
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]?i?B", value):
+        raise ValueError(f"{name} must be a size like 512MB, not {value!r}")
+    return value
+
+
+def positive_int_env(name: str, default: int) -> int:
+    """A positive integer setting from the environment, checked."""
+    raw = os.environ.get(name, str(default))
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} must be a positive integer, not {raw!r}")
+    return int(raw)
 
 
 def hisx_home() -> Path:

@@ -124,15 +124,37 @@ def open_sink(opts: KafkaOptions) -> KafkaSink | ConfluentSink:
     return ConfluentSink(opts) if opts.client == "confluent" else KafkaSink(opts)
 
 
-class KafkaSink:
-    """Send batches through one idempotent kafka-python producer; a context manager."""
+class _Sink:
+    """What both sinks share: their options, topic creation, the context manager."""
 
     def __init__(self, opts: KafkaOptions) -> None:
         self.opts = opts
-        self._producer = producer(opts)
+        self._producer = self._open(opts)
+
+    def _open(self, opts: KafkaOptions):
+        raise NotImplementedError
 
     def prepare(self, topics: Iterable[str]) -> None:
         ensure_topics(self.opts, topics)
+
+    def send_batch(self, records: Sequence[Record]) -> list[Delivery]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class KafkaSink(_Sink):
+    """Send batches through one idempotent kafka-python producer; a context manager."""
+
+    def _open(self, opts: KafkaOptions):
+        return producer(opts)
 
     def send_batch(self, records: Sequence[Record]) -> list[Delivery]:
         from kafka.errors import KafkaError
@@ -167,12 +189,6 @@ class KafkaSink:
         except Exception as e:  # closing a producer whose broker died must not mask results
             log.warning("producer close: %s", _error(e))
 
-    def __enter__(self) -> KafkaSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def confluent_producer(opts: KafkaOptions):
     """An idempotent, acks=all librdkafka producer with the same timeouts as :func:`producer`
@@ -191,19 +207,15 @@ def confluent_producer(opts: KafkaOptions):
     }, logger=log)
 
 
-class ConfluentSink:
+class ConfluentSink(_Sink):
     """Send batches through one idempotent librdkafka producer; a context manager.
 
     A record the local queue cannot take yet waits for deliveries (``poll``) rather than
     failing; one whose delivery times out (``delivery_timeout_ms``: broker away) comes back
     as an error, like :class:`KafkaSink`'s."""
 
-    def __init__(self, opts: KafkaOptions) -> None:
-        self.opts = opts
-        self._producer = confluent_producer(opts)
-
-    def prepare(self, topics: Iterable[str]) -> None:
-        ensure_topics(self.opts, topics)
+    def _open(self, opts: KafkaOptions):
+        return confluent_producer(opts)
 
     def send_batch(self, records: Sequence[Record]) -> list[Delivery]:
         from confluent_kafka import KafkaException
@@ -239,9 +251,3 @@ class ConfluentSink:
             self._producer.flush(5)
         except Exception as e:  # closing a producer whose broker died must not mask results
             log.warning("producer close: %s", _error(e))
-
-    def __enter__(self) -> ConfluentSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -19,6 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from hisx.config import size_env
+
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -39,14 +41,6 @@ def split_statements(sql: str) -> list[str]:
         if body:
             out.append(body)
     return out
-
-
-def size_env(name: str, default: str) -> str:
-    """A size setting (``512MB``, ``1GB``) from the environment, checked."""
-    value = os.environ.get(name, default)
-    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]?i?B", value):
-        raise ValueError(f"{name} must be a size like 512MB, not {value!r}")
-    return value
 
 
 class Warehouse:

@@ -18,7 +18,6 @@ Three load shapes, all delete-then-insert and deterministic:
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from datetime import date, timedelta
@@ -28,6 +27,7 @@ from importlib import resources
 import pandas as pd
 import pyarrow as pa
 
+from hisx.config import positive_int_env
 from hisx.connectors.warehouse import Warehouse, ident, split_statements
 
 #: Marts in load order (later ones read earlier ones), with the std datasets each reads.
@@ -177,10 +177,7 @@ def tenant_separable(name: str) -> bool:
 def mart_batch_tenants() -> int:
     """Centers per set-based mart statement (``HISX_MART_BATCH_TENANTS``, default 32): a
     statement over 125 centers ran DuckDB out of its 256 MB buffer pool; 31 ran in it."""
-    raw = os.environ.get("HISX_MART_BATCH_TENANTS", "32")
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"HISX_MART_BATCH_TENANTS must be a positive integer, not {raw!r}")
-    return int(raw)
+    return positive_int_env("HISX_MART_BATCH_TENANTS", 32)
 
 
 def load_mart_many(wh: Warehouse, name: str, tenants: list[str], date_from: date,

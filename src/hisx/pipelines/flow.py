@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 import pandas as pd
 import sqlalchemy as sa
 
+from hisx.config import positive_int_env, size_env
 from hisx.connectors.source import TableReader
 from hisx.connectors.warehouse import Warehouse
 from hisx.marts import runner as marts
@@ -116,10 +117,7 @@ def touched_months(wh: Warehouse, load_id: str, tenant: str,
 def std_chunk_rows() -> int:
     """Rows per standardization batch (``HISX_STD_CHUNK_ROWS``): bounds the memory one
     center's backlog takes, however long it is."""
-    raw = os.environ.get("HISX_STD_CHUNK_ROWS", "150000")
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"HISX_STD_CHUNK_ROWS must be a positive integer, not {raw!r}")
-    return int(raw)
+    return positive_int_env("HISX_STD_CHUNK_ROWS", 150_000)
 
 
 def _key_chunks(wh: Warehouse, table: str, tenant: str, load_ids: list[str],
@@ -141,10 +139,7 @@ def std_batch_rows() -> int:
     chunks are taken in batches of at most this many rows (several centers' when they share
     their maps), one after the other, so a group of many small centers needs no more memory
     than one center's chunk did."""
-    raw = os.environ.get("HISX_STD_BATCH_ROWS", "50000")
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"HISX_STD_BATCH_ROWS must be a positive integer, not {raw!r}")
-    return int(raw)
+    return positive_int_env("HISX_STD_BATCH_ROWS", 50_000)
 
 
 def _single_chunks(wh: Warehouse, table: str, pending: dict[str, list[str]], size: int
@@ -338,8 +333,6 @@ def _merge_ranges(ranges: list[tuple[date, date]], *, full: bool = False,
 
 def mart_memory() -> str:
     """DuckDB working memory while marts load (``HISX_DUCKDB_MART_MEMORY``, default 512MB)."""
-    from hisx.connectors.warehouse import size_env
-
     return size_env("HISX_DUCKDB_MART_MEMORY", "512MB")
 
 
