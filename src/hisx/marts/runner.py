@@ -12,8 +12,10 @@ Three load shapes, all delete-then-insert and deterministic:
 * monthly marts: the whole months the range touches; cumulative monthly marts
   (``mart_chronic_monthly``, ``mart_family_doctor_monthly``): every month from the range's first
   month on, since a registry or a contract counts in all later months;
-* :data:`FULL_REFRESH` marts (the other dimensions, ``mart_dq_load_daily``): all rows of the
-  tenant, whatever the range.
+* :data:`FULL_REFRESH` marts (the small dimensions, ``mart_dq_load_daily``): all rows of the
+  tenant, whatever the range;
+* ``dim_person`` (one row per person across records): the persons with a record in the range
+  plus the keys in ``mart_dirty_keys`` (see :data:`DIRTY_KEYS`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from importlib import resources
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hisx.config import positive_int_env
 from hisx.connectors.warehouse import Warehouse, ident, split_statements
@@ -71,9 +74,17 @@ MARTS: tuple[str, ...] = tuple(MART_DEPS)
 
 #: Marts re-loaded whole per tenant (the range is ignored).
 FULL_REFRESH: frozenset[str] = frozenset({
-    "dim_center", "dim_department", "dim_staff", "dim_drug", "dim_diagnosis", "dim_person",
+    "dim_center", "dim_department", "dim_staff", "dim_drug", "dim_diagnosis",
     "mart_dq_load_daily",
 })
+
+#: Datasets whose replaced or removed std rows leave their key in ``mart_dirty_keys``, with
+#: the key column: a mart keyed on it (``dim_person``) re-loads those keys besides the ones
+#: with a record in its range, since the old version's key may have no record left there.
+DIRTY_KEYS: dict[str, str] = {"person": "person_key"}
+
+DIRTY_KEYS_DDL = """CREATE TABLE IF NOT EXISTS mart_dirty_keys (
+    dataset VARCHAR(60) NOT NULL, tenant VARCHAR(40) NOT NULL, dim_key VARCHAR(64) NOT NULL)"""
 
 #: Dirty days closer than this are loaded as one range (a longer set-based range is far cheaper
 #: than many one-day statements; re-loading a clean day is a no-op by idempotence).
@@ -92,6 +103,26 @@ def mart_description(name: str) -> str:
             break
         lines.append(ln[2:].strip())
     return " ".join(lines)
+
+
+def mark_dirty_keys(wh: Warehouse, dataset: str, tenants: pd.Series, keys: pd.Series) -> None:
+    """Record the distinct (tenant, key)s of replaced or removed rows of ``dataset`` (only a
+    dataset in :data:`DIRTY_KEYS`)."""
+    if dataset not in DIRTY_KEYS or not len(keys):
+        return
+    t = pa.table({"tenant": pa.array(tenants, pa.string(), from_pandas=True),
+                  "dim_key": pa.array(keys, pa.string(), from_pandas=True)})
+    t = t.filter(pc.is_valid(t["dim_key"])).group_by(["tenant", "dim_key"]).aggregate([])
+    if t.num_rows:
+        wh.load_arrow("mart_dirty_keys", pa.table({
+            "dataset": pa.array([dataset] * t.num_rows, pa.string()),
+            "tenant": t["tenant"], "dim_key": t["dim_key"]}))
+
+
+def clear_dirty_keys(wh: Warehouse, tenants: Iterable[str]) -> None:
+    """Forget the dirty keys of ``tenants`` once their keyed marts are re-loaded."""
+    for t in sorted(set(tenants)):
+        wh.execute("DELETE FROM mart_dirty_keys WHERE tenant = :t", {"t": t})
 
 
 def _is_ddl(stmt: str) -> bool:
@@ -113,6 +144,7 @@ def ensure_marts(wh: Warehouse, marts: tuple[str, ...] = MARTS) -> None:
 
     runlog.ensure_runlog(wh)
     ensure_reference(wh)
+    wh.execute(DIRTY_KEYS_DDL)
     for name in marts:
         for stmt in split_statements(mart_sql(name)):
             if _is_ddl(stmt):
@@ -250,6 +282,7 @@ def refresh_dirty(wh: Warehouse, marts: tuple[str, ...] = MARTS) -> dict[str, li
         days = [pd.Timestamp(d).date() for d in grp["business_date"]]
         done[str(tenant)] = load_tenant(wh, str(tenant), days, marts)
         with wh.transaction():
+            clear_dirty_keys(wh, [str(tenant)])
             for lo, hi in plan_ranges(days, gap_days=1):
                 wh.execute("DELETE FROM mart_dirty WHERE tenant = :t AND business_date "
                            "BETWEEN :a AND :b", {"t": tenant, "a": lo, "b": hi})

@@ -29,6 +29,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from hisx.connectors.warehouse import Warehouse
+from hisx.marts import runner as marts
 from hisx.pipelines import ods, reconcile
 from hisx.pipelines.flow import DIRTY_DDL
 from hisx.pipelines.std_tables import QUARANTINE_DDL, std_table
@@ -155,9 +156,13 @@ def _remove_std(wh: Warehouse, tenant: str, table: str) -> tuple[dict, dict]:
         std = std_table(dataset)
         if not _exists(wh, std):
             continue
-        days = list(wh.query_df(
-            f"SELECT business_date FROM {std} WHERE tenant = :t AND source_key IN "
-            "(SELECT source_key FROM stage_deleted)", {"t": tenant})["business_date"])
+        key = marts.DIRTY_KEYS.get(dataset)
+        gone = wh.query_df(
+            f"SELECT business_date{', ' + key if key else ''} FROM {std} WHERE tenant = :t "
+            "AND source_key IN (SELECT source_key FROM stage_deleted)", {"t": tenant})
+        days = list(gone["business_date"])
+        if key:
+            marts.mark_dirty_keys(wh, dataset, pd.Series([tenant] * len(gone)), gone[key])
         qdays = _quarantine_days(wh.query_df(
             "SELECT original FROM quarantine WHERE dataset = :d AND tenant = :t AND "
             "source_key IN (SELECT source_key FROM stage_deleted)",
@@ -190,6 +195,7 @@ def _log(wh: Warehouse, source: str, rows: list[Removed]) -> None:
 def _ensure(wh: Warehouse) -> None:
     wh.execute(DDL)
     wh.execute(DIRTY_DDL)
+    wh.execute(marts.DIRTY_KEYS_DDL)
     wh.execute(QUARANTINE_DDL)
 
 

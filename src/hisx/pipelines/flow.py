@@ -395,6 +395,7 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
                 marts.load_mart_many(wh, name, tenants_, lo, hi)
     for tenant, grp in groups.items():
         with wh.transaction():
+            marts.clear_dirty_keys(wh, [tenant])
             for ds, sub in grp.groupby("dataset"):
                 for lo, hi in _ranges([pd.Timestamp(d).date() for d in sub["business_date"]]):
                     wh.execute("DELETE FROM mart_dirty WHERE dataset = :d AND tenant = :t AND "

@@ -313,8 +313,11 @@ def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame
         wh.load_arrow("stage_keys", keys)
         in_batch = (f"tenant IN ({tm}) AND source_key BETWEEN :lo AND :hi AND "
                     "(tenant, source_key) IN (SELECT tenant, source_key FROM stage_keys)")
-        old = wh.query_df(f"SELECT DISTINCT tenant, business_date FROM {table} WHERE {in_batch}",
-                          rng)
+        key = marts.DIRTY_KEYS.get(dataset)
+        old = wh.query_df(f"SELECT DISTINCT tenant, business_date{', ' + key if key else ''} "
+                          f"FROM {table} WHERE {in_batch}", rng)
+        if key:  # a replaced version's key may have no record left on the range's days
+            marts.mark_dirty_keys(wh, dataset, old["tenant"], old[key])
         wh.execute(f"DELETE FROM {table} WHERE {in_batch}", rng)
         wh.execute(f"DELETE FROM quarantine WHERE dataset = :d AND {in_batch}",
                    {**rng, "d": dataset})
