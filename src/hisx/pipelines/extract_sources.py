@@ -190,13 +190,15 @@ def _extract_replicated(wh: Warehouse, cfg: SourceConfig, names: list[str],
     def land_group() -> None:
         for name in list(pages):
             land_table(name)
+        logs = []
         for job, state, stats in finished:
             name, tenant = keys[job]
             res = _result(cfg, name, tenant, load_id, before[job], state, stats, read[job],
                           changed[job])
             results[job] = res
             if res.rows_read:
-                runlog.log_extract(wh, **_base(res), started_at=started)
+                logs.append({**_base(res), "started_at": started})
+        runlog.log_extract_many(wh, logs)
         finished.clear()
         save_states(wh, cfg.name, states)
         states.clear()

@@ -54,6 +54,23 @@ def log_extract(wh: Warehouse, **row: Any) -> None:
     )
 
 
+LOAD_LOG = pa.schema([
+    ("load_id", pa.string()), ("source", pa.string()), ("table_name", pa.string()),
+    ("tenant", pa.string()), ("rows_read", pa.int64()), ("rows_changed", pa.int64()),
+    ("rv_from", pa.int64()), ("rv_to", pa.int64()), ("endpoint", pa.string()),
+    ("started_at", pa.timestamp("us")), ("finished_at", pa.timestamp("us"))])
+
+
+def log_extract_many(wh: Warehouse, rows: list[dict[str, Any]]) -> None:
+    """:func:`log_extract` of many (table, center)s in one statement: a city's hour lands
+    thousands of them, and a one-row INSERT each cost a third of its extraction."""
+    if rows:
+        now = datetime.now()
+        wh.load_arrow("load_log", pa.Table.from_pylist(
+            [{k: r.get(k) for k in LOAD_LOG.names} | {"finished_at": r.get("finished_at", now)}
+             for r in rows], schema=LOAD_LOG))
+
+
 def pending_loads(wh: Warehouse, dataset: str, table: str, tenant: str) -> list[str]:
     """Extraction loads of ``table`` for ``tenant`` not yet standardized into ``dataset``."""
     t = wh.query_arrow(
