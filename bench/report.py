@@ -147,15 +147,24 @@ def _city(d: dict) -> list[str]:
     return out
 
 
-def _incremental(inc: dict, centers: int, note: str) -> list[str]:
-    h, z = inc["hour"], inc["no_change"]
+def _hour_line(what: str, h: dict, reps: int) -> str:
     phases = ", ".join(f"{k[:-2]} {h[k]['median']}" for k in (
         "replay_wait_s", "probe_s", "extract_s", "standardize_s", "marts_s", "publish_s") if k in h)
+    visits = ("/".join(f"{v:,}" for v in h["visits_per_hour"]) if "visits_per_hour" in h
+              else f"{h['visits_in_hour']:,}")
+    starts = f", starting {', '.join(h['starts'])}" if "starts" in h else ""
+    return (f"- {what} ({visits} visits{starts}; first hour {h['rows_read']:,} source rows, "
+            f"{h['published']:,} messages published to the broker): "
+            f"**{h['total_s']['median']} s** end to end (min {h['total_s']['min']}, max "
+            f"{h['total_s']['max']}; median of {reps}; target < 30 s) — {phases} s")
+
+
+def _incremental(inc: dict, centers: int, note: str) -> list[str]:
+    h, z = inc["hour"], inc["no_change"]
+    late = ([_hour_line(f"late-afternoon hour over {centers} centers", inc["late_hour"],
+                        inc["late_reps"])] if inc.get("late_hour") else [])
     return ([note, ""] if note else []) + [
-        f"- incremental hour over {centers} centers ({h['visits_in_hour']:,} visits, "
-        f"{h['rows_read']:,} source rows, {h['published']:,} messages published to the broker): "
-        f"**{h['total_s']['median']} s** end to end (min {h['total_s']['min']}, max "
-        f"{h['total_s']['max']}; median of {inc['reps']}; target < 30 s) — {phases} s",
+        _hour_line(f"incremental peak hour over {centers} centers", h, inc["reps"]), *late,
         f"- no-change cycle (the sensor's probe finds nothing): **{z['total_s']['median']} s** "
         f"(min {z['total_s']['min']}, max {z['total_s']['max']}; target < 5 s)"] + _backfill(inc)
 
