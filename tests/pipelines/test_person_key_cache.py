@@ -96,3 +96,32 @@ def test_keys_cached_by_the_person_dataset_equal_fresh_ones(wh) -> None:
     after = set(map(tuple, wh.query_df("SELECT * FROM person_key_cache").itertuples(index=False)))
     assert before <= after  # only patients the person dataset quarantined were added
     assert len(after - before) == len(set(ids) - set(cached["patient_id"].astype(int)))
+
+
+def test_repeated_lookups_skip_the_patient_join_until_patients_change(wh, monkeypatch) -> None:
+    """The datasets of one run name the same patients: the second lookup is served from the
+    process's memo, a changed patient row invalidates it."""
+    from hisx.pipelines import std_batches
+
+    t = wh.tenant
+    ids = [int(x) for x in wh.query_df("SELECT patient_id FROM ods_patients WHERE org_code = :t "
+                                       "ORDER BY patient_id LIMIT 40", {"t": t})["patient_id"]]
+    joins = []
+    real = type(wh).query_df
+
+    def spy(self, sql, params=None):
+        if "JOIN stage_pids" in sql:
+            joins.append(sql)
+        return real(self, sql, params)
+
+    monkeypatch.setattr(type(wh), "query_df", spy)
+    wanted = pd.DataFrame({"tenant": [t] * len(ids), "patient_id": ids})
+    first = as_dict(std_batches.person_keys_of(wh, wanted))
+    assert len(joins) == 1 and first == fresh(wh, t, ids)
+    again = as_dict(std_batches.person_keys_of(wh, wanted))
+    assert again == first and len(joins) == 1  # all from the memo
+    wh.execute("UPDATE ods_patients SET id_no = NULL, name = 'Y' || name, "
+               "row_version = row_version + 2000000 "
+               "WHERE org_code = :t AND patient_id = :p", {"t": t, "p": ids[1]})
+    after = as_dict(std_batches.person_keys_of(wh, wanted))
+    assert len(joins) == 2 and after == fresh(wh, t, ids) and after[ids[1]] != first[ids[1]]

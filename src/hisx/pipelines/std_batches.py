@@ -10,6 +10,7 @@ std log, the done loads) stays per center.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -87,8 +88,18 @@ def person_keys_of(wh: Warehouse, wanted: pd.DataFrame) -> pd.DataFrame:
     if pairs.empty:
         return pd.DataFrame(columns=cols)
     key = pseudonym.key_from_env()
-    stage = pa.table({"tenant": pa.array(pairs["tenant"].astype(str).tolist(), pa.string()),
-                      "patient_id": pa.array(pairs["patient_id"].astype("int64"), pa.int64())})
+    tenants = pairs["tenant"].astype(str).tolist()
+    pids = pairs["patient_id"].astype("int64").tolist()
+    memo = _MEMO.valid_for(wh, key.key_id)
+    known = [memo.get(k) for k in zip(tenants, pids, strict=True)]
+    hit = pd.DataFrame({"tenant": tenants, "patient_id": pids, "person_key": known},
+                       columns=cols)
+    hit = hit[hit["person_key"].notna()]
+    if len(hit) == len(pairs):
+        return hit
+    miss = [i for i, k in enumerate(known) if k is None]
+    stage = pa.table({"tenant": pa.array([tenants[i] for i in miss], pa.string()),
+                      "patient_id": pa.array([pids[i] for i in miss], pa.int64())})
     with wh.transaction():
         wh.execute(PERSON_KEY_CACHE_DDL)
         wh.execute("DROP TABLE IF EXISTS stage_pids")
@@ -116,7 +127,52 @@ def person_keys_of(wh: Warehouse, wanted: pd.DataFrame) -> pd.DataFrame:
                 "tenant": m["tenant"], "source_key": m["patient_id"],
                 "row_version": m["row_version"], "key_id": key.key_id,
                 "person_key": computed}))
-    return p[cols]
+    _MEMO.add(wh, p["tenant"].astype(str).tolist(), p["patient_id"].astype("int64").tolist(),
+              p["person_key"].tolist())
+    return pd.concat([hit, p[cols]], ignore_index=True) if len(hit) else p[cols]
+
+
+class _KeyMemo:
+    """The person keys this process looked up last, while ``ods_patients`` is unchanged.
+
+    An hour's datasets name the same patients: without it each dataset's batch joined the
+    city's whole ``ods_patients`` and ``person_key_cache`` again (a quarter of the 250-center
+    hour's standardization). Valid only for the same warehouse, key id, and patient rows:
+    their count and the sum of their row versions (an update raises a row's version, a
+    removal lowers the count; the highest version alone misses an update below another
+    source's rows). DuckDB warehouses only: there the stamp is a scan of one column;
+    PostgreSQL would pay a table scan per lookup. Bounded: cleared when it would pass
+    ``MAX`` entries."""
+
+    MAX = 100_000
+
+    def __init__(self) -> None:
+        self.stamp: tuple | None = None
+        self.keys: dict[tuple[str, int], str] = {}
+        self.lock = threading.Lock()
+
+    def valid_for(self, wh: Warehouse, key_id: str) -> dict[tuple[str, int], str]:
+        if wh.dialect != "duckdb":
+            return {}
+        n, rv = wh.query_arrow("SELECT count(*) AS n, sum(row_version) AS rv FROM ods_patients"
+                               ).to_pylist()[0].values()
+        stamp = (getattr(wh, "url", None), key_id, n, rv)
+        with self.lock:
+            if stamp != self.stamp:
+                self.stamp, self.keys = stamp, {}
+            return self.keys
+
+    def add(self, wh: Warehouse, tenants: list[str], pids: list[int], keys: list[str]) -> None:
+        if wh.dialect != "duckdb":
+            return
+        with self.lock:
+            if len(self.keys) + len(keys) > self.MAX:
+                self.keys = {}
+            if len(keys) <= self.MAX:
+                self.keys.update(zip(zip(tenants, pids, strict=True), keys, strict=True))
+
+
+_MEMO = _KeyMemo()
 
 
 def cache_person_keys(wh: Warehouse, std: pd.DataFrame) -> None:
