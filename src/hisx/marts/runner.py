@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hisx.config import positive_int_env
-from hisx.connectors.warehouse import Warehouse, ident, split_statements
+from hisx.connectors.warehouse import _PARAM, Warehouse, ident, split_statements
 
 #: Marts in load order (later ones read earlier ones), with the std datasets each reads.
 MART_DEPS: dict[str, tuple[str, ...]] = {
@@ -164,6 +164,26 @@ def mart_merge() -> bool:
     return os.environ.get("HISX_MART_MERGE", "1").strip().lower() not in ("0", "false", "no")
 
 
+def _run(wh: Warehouse, table: str, stmts: list[str], params: dict) -> None:
+    """A mart's statements, by difference (:func:`_merged`) when the range already has rows
+    (a first load of a range, as in a backfill, inserts straight away)."""
+    merged = _merged(wh, table, stmts)
+    if merged is not stmts:
+        d = _DELETE.match(stmts[0])
+        assert d is not None
+        scope = d.group(2).strip()
+        if wh.query_arrow(*_bound(f"SELECT 1 FROM {table} WHERE ({scope}) LIMIT 1", params)
+                          ).num_rows == 0:
+            merged = stmts[1:]
+    for stmt in merged:
+        wh.run_script(stmt, params)
+
+
+def _bound(sql: str, params: dict) -> tuple[str, dict]:
+    used = set(_PARAM.findall(sql))
+    return sql, {k: v for k, v in params.items() if k in used}
+
+
 def _merged(wh: Warehouse, table: str, stmts: list[str]) -> list[str]:
     """A mart's ``DELETE … WHERE scope; INSERT INTO t query`` as a load by difference: the
     query's rows go to a scratch table, then only the scope's rows not among them are deleted
@@ -198,11 +218,10 @@ def load_mart(wh: Warehouse, name: str, tenant: str, date_from: date, date_to: d
     """Delete-then-insert one mart for one tenant and day range (by difference on DuckDB:
     :func:`_merged`); returns rows in the range (all of the tenant's rows for a full-refresh
     mart)."""
-    stmts = _merged(wh, name, [s for s in split_statements(mart_sql(name)) if not _is_ddl(s)])
+    stmts = [s for s in split_statements(mart_sql(name)) if not _is_ddl(s)]
     params = {"tenant": tenant, "date_from": date_from, "date_to": date_to}
     with wh.transaction():
-        for stmt in stmts:
-            wh.run_script(stmt, params)
+        _run(wh, name, stmts, params)
     where = "" if name in FULL_REFRESH else " AND period_start BETWEEN :date_from AND :date_to"
     return int(wh.scalar(f"SELECT count(*) FROM {ident(name)} WHERE tenant = :tenant{where}",
                          params) or 0)
@@ -270,8 +289,8 @@ def load_mart_many(wh: Warehouse, name: str, tenants: list[str], date_from: date
         for i in range(0, len(ordered), size):
             load_mart_many(wh, name, ordered[i:i + size], date_from, date_to)
         return
-    stmts = _merged(wh, name, [_TENANT_EQ.sub(r"\1 IN (SELECT tenant FROM mart_scope)", s)
-                               for s in split_statements(mart_sql(name)) if not _is_ddl(s)])
+    stmts = [_TENANT_EQ.sub(r"\1 IN (SELECT tenant FROM mart_scope)", s)
+             for s in split_statements(mart_sql(name)) if not _is_ddl(s)]
     params = {"date_from": date_from, "date_to": date_to}
     with wh.transaction():
         wh.execute("DROP TABLE IF EXISTS mart_scope")
@@ -279,8 +298,7 @@ def load_mart_many(wh: Warehouse, name: str, tenants: list[str], date_from: date
         wh.load_arrow("mart_scope", pa.table({"tenant": pa.array(sorted(tenants), pa.string())}))
         if wh.dialect == "postgresql":  # autovacuum never analyzes temporary tables
             wh.execute("ANALYZE mart_scope")
-        for stmt in stmts:
-            wh.run_script(stmt, params)
+        _run(wh, name, stmts, params)
         wh.execute("DROP TABLE mart_scope")
 
 
