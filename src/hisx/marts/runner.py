@@ -122,8 +122,10 @@ def mark_dirty_keys(wh: Warehouse, dataset: str, tenants: pd.Series, keys: pd.Se
 
 def clear_dirty_keys(wh: Warehouse, tenants: Iterable[str]) -> None:
     """Forget the dirty keys of ``tenants`` once their keyed marts are re-loaded."""
-    for t in sorted(set(tenants)):
-        wh.execute("DELETE FROM mart_dirty_keys WHERE tenant = :t", {"t": t})
+    names = {f"t{i}": t for i, t in enumerate(sorted(set(tenants)))}
+    if names:
+        wh.execute("DELETE FROM mart_dirty_keys WHERE tenant IN "
+                   f"({', '.join(':' + k for k in names)})", names)
 
 
 def _is_ddl(stmt: str) -> bool:
