@@ -31,17 +31,24 @@ def _rebuilt(wh: Warehouse, tenants: list[str]) -> str:
     return _dim(wh)
 
 
-def test_changed_persons_only_and_equal_to_rebuild(tmp_path, monkeypatch) -> None:
+def _world(tmp_path, monkeypatch, centers: int, seed: int) -> tuple[sa.Engine, Warehouse, list]:
+    """A simulated source (one month) extracted into a fresh DuckDB warehouse."""
     monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
     url = f"sqlite:///{tmp_path / 'his.sqlite'}"
-    simulate(url, centers=2, months=1, visits_per_month=300, seed=11, start=date(2026, 8, 1),
-             progress=False)
+    simulate(url, centers=centers, months=1, visits_per_month=300, seed=seed,
+             start=date(2026, 8, 1), progress=False)
     engine = sa.create_engine(url)
-    with Warehouse.from_url(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
-        flow.ensure_warehouse(wh)
-        tenants = flow.discover_tenants(engine)
-        codes = [t.org_code for t in tenants]
-        flow.extract(engine, wh, source="his", tenants=tenants)
+    wh = Warehouse.from_url(f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    flow.ensure_warehouse(wh)
+    tenants = flow.discover_tenants(engine)
+    flow.extract(engine, wh, source="his", tenants=tenants)
+    return engine, wh, tenants
+
+
+def test_changed_persons_only_and_equal_to_rebuild(tmp_path, monkeypatch) -> None:
+    engine, wh, tenants = _world(tmp_path, monkeypatch, centers=2, seed=11)
+    codes = [t.org_code for t in tenants]
+    with wh:
         for ds in DATASETS:
             flow.standardize_tenants(wh, ds, tenants, now=NOW)
         flow.build_marts(wh)
@@ -83,15 +90,8 @@ def test_changed_persons_only_and_equal_to_rebuild(tmp_path, monkeypatch) -> Non
 
 def test_range_reload_touches_only_persons_of_the_range(tmp_path, monkeypatch) -> None:
     """A one-day load rewrites that day's persons and leaves the others' rows as they are."""
-    monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
-    url = f"sqlite:///{tmp_path / 'his.sqlite'}"
-    simulate(url, centers=1, months=1, visits_per_month=300, seed=3, start=date(2026, 8, 1),
-             progress=False)
-    engine = sa.create_engine(url)
-    with Warehouse.from_url(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
-        flow.ensure_warehouse(wh)
-        tenants = flow.discover_tenants(engine)
-        flow.extract(engine, wh, source="his", tenants=tenants)
+    engine, wh, tenants = _world(tmp_path, monkeypatch, centers=1, seed=3)
+    with wh:
         flow.standardize_tenants(wh, "person", tenants, now=NOW)
         flow.build_marts(wh, ("dim_person",))
         t = tenants[0].org_code
