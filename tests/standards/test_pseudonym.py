@@ -69,6 +69,8 @@ def test_masks():
     assert ps.mask_id(None) is None
     assert ps.mask_phone("13812345678") == "138****5678"
     assert ps.mask_phone("1234") == "**34"
+    assert ps.mask_phone("0" * 21) == "000" + "*" * 13 + "0000"  # capped at 20 characters
+    assert len(ps.mask_phone("9" * 64)) == 20
     assert ps.mask_name("张三丰") == "张*"
 
 

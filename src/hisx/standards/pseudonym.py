@@ -177,11 +177,12 @@ def mask_id(id_no: str | None) -> str | None:
 
 
 def mask_phone(phone: str | None) -> str | None:
-    """``13812345678`` -> ``138****5678``; shorter numbers keep only the last 2 digits."""
+    """``13812345678`` -> ``138****5678``; shorter numbers keep only the last 2 digits. At
+    most 20 characters (the data element's length): a longer number's middle is 13 stars."""
     if not phone:
         return None
     if len(phone) >= 11:
-        return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+        return phone[:3] + "*" * min(len(phone) - 7, 13) + phone[-4:]
     return "*" * max(len(phone) - 2, 0) + phone[-2:]
 
 
