@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hisx.config import positive_int_env
-from hisx.connectors.warehouse import _PARAM, Warehouse, ident, split_statements
+from hisx.connectors.warehouse import Warehouse, ident, split_statements
 
 #: Marts in load order (later ones read earlier ones), with the std datasets each reads.
 MART_DEPS: dict[str, tuple[str, ...]] = {
@@ -174,16 +174,11 @@ def _run(wh: Warehouse, table: str, stmts: list[str], params: dict) -> None:
         d = _DELETE.match(stmts[0])
         assert d is not None
         scope = d.group(2).strip()
-        if wh.query_arrow(*_bound(f"SELECT 1 FROM {table} WHERE ({scope}) LIMIT 1", params)
+        if wh.query_arrow(f"SELECT 1 FROM {table} WHERE ({scope}) LIMIT 1", params
                           ).num_rows == 0:
             merged = stmts[1:]
     for stmt in merged:
         wh.run_script(stmt, params)
-
-
-def _bound(sql: str, params: dict) -> tuple[str, dict]:
-    used = set(_PARAM.findall(sql))
-    return sql, {k: v for k, v in params.items() if k in used}
 
 
 def _merged(wh: Warehouse, table: str, stmts: list[str]) -> list[str]:
