@@ -34,7 +34,7 @@ from hisx.connectors.source.config import SourceConfig, SourceConfigError, load_
 from hisx.connectors.source.extract import CursorState, ExtractStats, extract_parallel
 from hisx.connectors.source.reader import TableReader
 from hisx.connectors.warehouse import Warehouse
-from hisx.pipelines import ods, runlog
+from hisx.pipelines import memory, ods, runlog
 from hisx.pipelines.extract import ExtractResult, extract_table
 
 log = logging.getLogger(__name__)
@@ -287,6 +287,7 @@ def extract_configured(wh: Warehouse, source_cfg: SourceConfig, tables=None,
             t for t in source_cfg.tenants if t.org_code in set(tenants)))
     names = _tables(source_cfg, tables)
     load_id = load_id or new_load_id()
+    memory.use_lean_pool()
     ensure_state(wh)
     if source_cfg.url is not None:
         return _extract_url_source(wh, source_cfg, names, load_id)

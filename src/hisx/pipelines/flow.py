@@ -21,7 +21,7 @@ from hisx.config import positive_int_env, size_env
 from hisx.connectors.source import TableReader
 from hisx.connectors.warehouse import Warehouse
 from hisx.marts import runner as marts
-from hisx.pipelines import ods, runlog
+from hisx.pipelines import memory, ods, runlog
 from hisx.pipelines import std_batches as sb
 from hisx.pipelines.extract import ExtractResult, extract_table
 from hisx.pipelines.std_batches import (  # noqa: F401 (re-exported: flow is the public face)
@@ -205,6 +205,7 @@ def standardize_tenants(
     from hisx.pipelines.standardize import DATASETS
     from hisx.standards.datasets import load_schema
 
+    memory.use_lean_pool()
     spec = DATASETS[dataset]
     schema = load_schema(dataset)
     ensure_std(wh, dataset, schema)
@@ -240,6 +241,7 @@ def standardize_tenants(
                     batch = sb.read_batch(wh, spec, units, now, load_id)
                     for st in _write(wh, spec, schema, [batch], [sb.compute(batch["args"])]):
                         totals[st.tenant].add(st)
+    memory.release_memory()
     return list(totals.values())
 
 
@@ -346,6 +348,8 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
     dirty days outside it stay for their own partition. Returns the reloaded (first, last)
     day ranges per tenant.
     """
+    # what standardization freed goes back first: the marts' DuckDB cap comes on top of it
+    memory.release_memory()
     where, params = [], {}
     if day_from is not None:
         where.append("business_date >= :lo")
