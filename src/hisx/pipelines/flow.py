@@ -139,8 +139,9 @@ def std_batch_rows() -> int:
     """Rows standardized in one pass (``HISX_STD_BATCH_ROWS``): a transaction group's
     chunks are taken in batches of at most this many rows (several centers' when they share
     their maps), one after the other, so a group of many small centers needs no more memory
-    than one center's chunk did."""
-    return positive_int_env("HISX_STD_BATCH_ROWS", 50_000)
+    than one center's chunk did. 25,000: on the 31-center backfill it held the peak at
+    ~925 MB against ~1,010 for 50,000, for ~2.5 % of the time (bench/changes.md item 31)."""
+    return positive_int_env("HISX_STD_BATCH_ROWS", 25_000)
 
 
 def _single_chunks(wh: Warehouse, table: str, pending: dict[str, list[str]], size: int

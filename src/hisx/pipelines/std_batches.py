@@ -393,7 +393,7 @@ def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame
 
 
 def _days(tenants: pd.Series, times: pd.Series) -> pd.DataFrame:
-    """The distinct (tenant, day) pairs of rows (few per batch, out of up to 50,000 rows)."""
+    """The distinct (tenant, day) pairs of rows (few per batch, out of up to 25,000 rows)."""
     t = pa.table({"tenant": pc.cast(pa.array(tenants, from_pandas=True), pa.string()),
                   "day": pa.array(pd.to_datetime(times, errors="coerce").dt.floor("D"),
                                   from_pandas=True)})
