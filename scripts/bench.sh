@@ -18,6 +18,9 @@ source scripts/rig/services.sh
 trap services_down EXIT
 services_up
 PY=.venv/bin/python
+# a command given: run it in the rig's environment instead of the benchmarks
+# (e.g. `bash scripts/bench.sh .venv/bin/python bench/profile_hour.py --centers 250`)
+if (($#)); then "$@"; exit; fi
 BENCHES=${BENCHES:-city growth pipeline standardize feeds extract api}
 # city: 250 centers x 1 month (≈39 M rows), every variant, median of CITY_REPS, + incremental;
 # growth: hisx alone at 1/8, 1/4, 1/2 and the whole city (GROWTH_CENTERS). Generation of each
