@@ -95,12 +95,17 @@ def replay(rig, meta: dict, publish: bool) -> dict:
     per_mart: dict[str, float] = defaultdict(float)
     load_many = runner.load_mart_many
 
-    def timed(wh, name, *a, **k):
+    depth = [0]
+
+    def timed(wh, name, *a, **k):  # load_mart_many calls itself per batch of centers
+        depth[0] += 1
         t = time.perf_counter()
         try:
             return load_many(wh, name, *a, **k)
         finally:
-            per_mart[name] += time.perf_counter() - t
+            depth[0] -= 1
+            if not depth[0]:
+                per_mart[name] += time.perf_counter() - t
 
     runner.load_mart_many = timed
     out: dict = {}
