@@ -114,6 +114,8 @@ def replay(rig, meta: dict, publish: bool) -> dict:
         cfg = parse_source("city", source_config(env, src))
         tenants = [flow.Tenant(t["org_code"], t["vendor"]) for t in src["tenants"]]
         with Warehouse.from_url(f"duckdb:///{run}") as wh:
+            flow.ensure_warehouse(wh)  # as the Dagster resource does on open (migrations)
+
             def phase(name, fn):
                 t = time.perf_counter()
                 r = fn()

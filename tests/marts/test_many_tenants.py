@@ -71,9 +71,9 @@ def test_tenant_batches_equal_one_statement(wh, monkeypatch) -> None:
     calls: list[int] = []
     real = runner.load_mart_many
 
-    def spy(wh_, name, tenants_, a, b):
+    def spy(wh_, name, tenants_, a, b, since=None):
         calls.append(len(tenants_))
-        return real(wh_, name, tenants_, a, b)
+        return real(wh_, name, tenants_, a, b, since)
 
     monkeypatch.setattr(runner, "load_mart_many", spy)
     monkeypatch.setenv("HISX_MART_BATCH_TENANTS", "2")

@@ -84,7 +84,7 @@ def test_marts_load_with_their_own_duckdb_memory(monkeypatch) -> None:
     def limit(wh: Warehouse) -> str:
         return wh.scalar("SELECT current_setting('memory_limit')")
 
-    def fake_load(wh, name, tenants, lo, hi):
+    def fake_load(wh, name, tenants, lo, hi, since=None):
         seen.append(limit(wh))
         if name == runner.MARTS[1]:
             raise RuntimeError("load failed")
@@ -92,7 +92,8 @@ def test_marts_load_with_their_own_duckdb_memory(monkeypatch) -> None:
     with Warehouse.from_url("duckdb://") as wh:
         flow.ensure_warehouse(wh)
         before = limit(wh)
-        wh.execute("INSERT INTO mart_dirty VALUES ('outpatient_visit', 'C1', DATE '2026-08-01')")
+        wh.execute("INSERT INTO mart_dirty (dataset, tenant, business_date) "
+                   "VALUES ('outpatient_visit', 'C1', DATE '2026-08-01')")
         monkeypatch.setattr(runner, "load_mart_many", fake_load)
         with pytest.raises(RuntimeError, match="load failed"):
             flow.build_marts(wh)

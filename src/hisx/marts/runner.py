@@ -16,6 +16,12 @@ Three load shapes, all delete-then-insert and deterministic:
   tenant, whatever the range;
 * ``dim_person`` (one row per person across records): the persons with a record in the range
   plus the keys in ``mart_dirty_keys`` (see :data:`DIRTY_KEYS`).
+
+A keyed mart (the facts: one row per source row, ``tenant`` + ``source_key``) ends its file with
+a ``SELECT`` of the keys whose rows may have changed since a load id (``:since``): its std rows
+and quarantined rows from that load on, and the rows joined to a changed parent. Given
+``since``, :func:`load_mart_many` re-loads only those keys of the range on DuckDB
+(:func:`_keyed`): what an hour brought, not the week a late cancellation spans.
 """
 
 from __future__ import annotations
@@ -132,6 +138,22 @@ def _is_ddl(stmt: str) -> bool:
     return stmt.lstrip().upper().startswith(("CREATE", "ALTER"))
 
 
+def _is_keys(stmt: str) -> bool:
+    return stmt.lstrip().upper().startswith("SELECT")
+
+
+def _split_keys(stmts: list[str]) -> tuple[list[str], str | None]:
+    """A mart's load statements and its changed-keys query (None: not a keyed mart)."""
+    keys = [s for s in stmts if _is_keys(s)]
+    return [s for s in stmts if not _is_keys(s)], (keys[0] if keys else None)
+
+
+@cache
+def keyed(name: str) -> bool:
+    """Whether a mart's file has a changed-keys query (a keyed mart: see the module doc)."""
+    return any(_is_keys(s) for s in split_statements(mart_sql(name)))
+
+
 def ensure_marts(wh: Warehouse, marts: tuple[str, ...] = MARTS) -> None:
     """Create the std tables the marts read (empty if not yet standardized), the reference
     tables, and the mart tables."""
@@ -166,10 +188,17 @@ def mart_merge() -> bool:
     return os.environ.get("HISX_MART_MERGE", "1").strip().lower() not in ("0", "false", "no")
 
 
-def _run(wh: Warehouse, table: str, stmts: list[str], params: dict) -> None:
-    """A mart's statements, by difference (:func:`_merged`) when the range already has rows
-    (a first load of a range, as in a backfill, inserts straight away)."""
+def _run(wh: Warehouse, table: str, stmts: list[str], params: dict,
+         since: str | None = None) -> None:
+    """A mart's statements, by difference (:func:`_merged`; only the changed keys with
+    ``since``: :func:`_keyed`) when the range already has rows (a first load of a range, as
+    in a backfill, inserts straight away)."""
+    stmts, keys = _split_keys(stmts)
     merged = _merged(wh, table, stmts)
+    run_params = params
+    if merged is not stmts and keys is not None and since is not None:
+        merged = _keyed(wh, table, stmts, keys)
+        run_params = {**params, "since": since}
     if merged is not stmts:
         d = _DELETE.match(stmts[0])
         assert d is not None
@@ -178,7 +207,7 @@ def _run(wh: Warehouse, table: str, stmts: list[str], params: dict) -> None:
                           ).num_rows == 0:
             merged = stmts[1:]
     for stmt in merged:
-        wh.run_script(stmt, params)
+        wh.run_script(stmt, run_params)
 
 
 def _merged(wh: Warehouse, table: str, stmts: list[str]) -> list[str]:
@@ -211,14 +240,46 @@ def _merged(wh: Warehouse, table: str, stmts: list[str]) -> list[str]:
     ]
 
 
-def load_mart(wh: Warehouse, name: str, tenant: str, date_from: date, date_to: date) -> int:
+def _keyed(wh: Warehouse, table: str, stmts: list[str], keys: str) -> list[str]:
+    """:func:`_merged` restricted to the keys ``keys`` selects (rows changed since a load):
+    the range's rows of those keys are computed, compared and replaced; every other row of
+    the range is left unread. The keys query covers every way a fact row can change (its
+    row re-written or quarantined, a joined parent changed); a removal the std tables cannot
+    show (a hard delete) leaves its day dirty without a load id, which loads the whole range
+    (``build_marts``)."""
+    d, i = _DELETE.match(stmts[0]), _INSERT.match(stmts[1])
+    assert d is not None and i is not None
+    cols = wh.query_arrow(f"SELECT * FROM {table} LIMIT 0").column_names
+    same = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM {table}."{c}"' for c in cols)
+    scope = d.group(2).strip()
+    in_keys = "(tenant, source_key) IN (SELECT tenant, source_key FROM mart_keys)"
+    names = ", ".join(f'"{c}"' for c in cols)
+    return [
+        "DROP TABLE IF EXISTS mart_keys",
+        "CREATE TEMPORARY TABLE mart_keys (tenant VARCHAR(40), source_key BIGINT)",
+        f"INSERT INTO mart_keys {keys}",
+        "DROP TABLE IF EXISTS mart_new",
+        f"CREATE TEMPORARY TABLE mart_new AS SELECT * FROM {table} LIMIT 0",
+        f"INSERT INTO mart_new SELECT * FROM ({i.group(2)}) AS q({names}) WHERE {in_keys}",
+        f"DELETE FROM {table} WHERE ({scope}) AND {in_keys} AND NOT EXISTS "
+        f"(SELECT 1 FROM mart_new n WHERE {same})",
+        f"INSERT INTO {table} SELECT * FROM mart_new EXCEPT ALL "
+        f"SELECT * FROM {table} WHERE ({scope}) AND {in_keys}",
+        "DROP TABLE mart_new",
+        "DROP TABLE mart_keys",
+    ]
+
+
+def load_mart(wh: Warehouse, name: str, tenant: str, date_from: date, date_to: date,
+              since: str | None = None) -> int:
     """Delete-then-insert one mart for one tenant and day range (by difference on DuckDB:
-    :func:`_merged`); returns rows in the range (all of the tenant's rows for a full-refresh
+    :func:`_merged`; only the keys changed from load ``since`` on for a keyed mart:
+    :func:`_keyed`); returns rows in the range (all of the tenant's rows for a full-refresh
     mart)."""
     stmts = [s for s in split_statements(mart_sql(name)) if not _is_ddl(s)]
     params = {"tenant": tenant, "date_from": date_from, "date_to": date_to}
     with wh.transaction():
-        _run(wh, name, stmts, params)
+        _run(wh, name, stmts, params, since)
     where = "" if name in FULL_REFRESH else " AND period_start BETWEEN :date_from AND :date_to"
     return int(wh.scalar(f"SELECT count(*) FROM {ident(name)} WHERE tenant = :tenant{where}",
                          params) or 0)
@@ -270,21 +331,22 @@ def mart_batch_tenants() -> int:
 
 
 def load_mart_many(wh: Warehouse, name: str, tenants: list[str], date_from: date,
-                   date_to: date) -> None:
+                   date_to: date, since: str | None = None) -> None:
     """:func:`load_mart` for several tenants with the same day range: one delete and one insert
     over all of them when the mart is :func:`tenant_separable`, else one load per tenant.
 
     A city backfill loads each mart for hundreds of centers with the same month: one
-    set-based statement instead of hundreds (measured in bench/bench_city.py)."""
+    set-based statement instead of hundreds (measured in bench/bench_city.py). ``since``: only
+    the keys changed from that load on, for a keyed mart (:func:`_keyed`)."""
     if len(tenants) == 1 or not tenant_separable(name):
         for t in tenants:
-            load_mart(wh, name, t, date_from, date_to)
+            load_mart(wh, name, t, date_from, date_to, since)
         return
     size = mart_batch_tenants()
     if len(tenants) > size:  # bounded work per statement, whatever the city's size
         ordered = sorted(tenants)
         for i in range(0, len(ordered), size):
-            load_mart_many(wh, name, ordered[i:i + size], date_from, date_to)
+            load_mart_many(wh, name, ordered[i:i + size], date_from, date_to, since)
         return
     stmts = [_TENANT_EQ.sub(r"\1 IN (SELECT tenant FROM mart_scope)", s)
              for s in split_statements(mart_sql(name)) if not _is_ddl(s)]
@@ -295,7 +357,7 @@ def load_mart_many(wh: Warehouse, name: str, tenants: list[str], date_from: date
         wh.load_arrow("mart_scope", pa.table({"tenant": pa.array(sorted(tenants), pa.string())}))
         if wh.dialect == "postgresql":  # autovacuum never analyzes temporary tables
             wh.execute("ANALYZE mart_scope")
-        _run(wh, name, stmts, params)
+        _run(wh, name, stmts, params, since)
         wh.execute("DROP TABLE mart_scope")
 
 

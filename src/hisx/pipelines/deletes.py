@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from hisx.connectors.warehouse import Warehouse
 from hisx.marts import runner as marts
 from hisx.pipelines import ods, reconcile
-from hisx.pipelines.flow import DIRTY_DDL
+from hisx.pipelines.flow import ensure_dirty
 from hisx.pipelines.std_tables import QUARANTINE_DDL, std_table
 from hisx.simulator.schema import TABLES, primary_key
 
@@ -194,7 +194,7 @@ def _log(wh: Warehouse, source: str, rows: list[Removed]) -> None:
 
 def _ensure(wh: Warehouse) -> None:
     wh.execute(DDL)
-    wh.execute(DIRTY_DDL)
+    ensure_dirty(wh)  # removals mark their days without a load id: keyed marts load them whole
     wh.execute(marts.DIRTY_KEYS_DDL)
     wh.execute(QUARANTINE_DDL)
 

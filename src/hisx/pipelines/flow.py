@@ -34,7 +34,16 @@ from hisx.pipelines.std_tables import ensure_std
 from hisx.simulator.schema import TABLES
 
 DIRTY_DDL = """CREATE TABLE IF NOT EXISTS mart_dirty (
-    dataset VARCHAR(60) NOT NULL, tenant VARCHAR(40) NOT NULL, business_date DATE NOT NULL)"""
+    dataset VARCHAR(60) NOT NULL, tenant VARCHAR(40) NOT NULL, business_date DATE NOT NULL,
+    load_id VARCHAR(40))"""
+#: the std load that made the day dirty (NULL: a removal, or a warehouse from before the
+#: column): a keyed mart re-loads only the keys changed from the oldest such load on
+DIRTY_LOAD_ID = "ALTER TABLE mart_dirty ADD COLUMN IF NOT EXISTS load_id VARCHAR(40)"
+
+
+def ensure_dirty(wh: Warehouse) -> None:
+    wh.execute(DIRTY_DDL)
+    wh.execute(DIRTY_LOAD_ID)
 
 
 def new_load_id() -> str:
@@ -45,7 +54,7 @@ def new_load_id() -> str:
 def ensure_warehouse(wh: Warehouse) -> None:
     ods.ensure_ods(wh)
     runlog.ensure_runlog(wh)
-    wh.execute(DIRTY_DDL)
+    ensure_dirty(wh)
     wh.execute(PERSON_KEY_CACHE_DDL)
     marts.ensure_marts(wh)
 
@@ -335,6 +344,25 @@ def _merge_ranges(ranges: list[tuple[date, date]], *, full: bool = False,
     return out
 
 
+def _since_of(dirty: pd.DataFrame) -> dict[tuple[str, str], str | None]:
+    """{(tenant, dataset): the oldest std load that marked one of its days dirty}; None when
+    a day was marked without a load id (a removal): the whole range must be loaded."""
+    out: dict[tuple[str, str], str | None] = {}
+    for ds, tenant, lid, unknown in zip(dirty["dataset"], dirty["tenant"], dirty["load_id"],
+                                        dirty["unknown"], strict=True):
+        key, lid = (str(tenant), str(ds)), (None if unknown or pd.isna(lid) else str(lid))
+        prev = out.get(key, "")
+        out[key] = None if lid is None or prev is None else min(lid, prev) if prev else lid
+    return out
+
+
+def _oldest(since: dict[tuple[str, str], str | None], mart: str,
+            tenants: list[str]) -> str | None:
+    """The load id a keyed mart re-loads changes from, for ``tenants`` (None: load whole)."""
+    ids = [since[(t, ds)] for t in tenants for ds in marts.MART_DEPS[mart] if (t, ds) in since]
+    return None if not ids or None in ids else min(ids)  # type: ignore[type-var]
+
+
 def mart_memory() -> str:
     """DuckDB working memory while marts load (``HISX_DUCKDB_MART_MEMORY``, default 512MB)."""
     return size_env("HISX_DUCKDB_MART_MEMORY", "512MB")
@@ -365,12 +393,15 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
         where.append(f"tenant IN ({', '.join(':' + k for k in names)})")
         params.update(names)
     cond = (" WHERE " + " AND ".join(where)) if where else ""
-    dirty = wh.query_df(f"SELECT DISTINCT dataset, tenant, business_date FROM mart_dirty{cond}",
-                        params)
+    dirty = wh.query_df(
+        "SELECT dataset, tenant, business_date, MIN(load_id) AS load_id, "
+        f"COUNT(*) - COUNT(load_id) AS unknown FROM mart_dirty{cond} "
+        "GROUP BY dataset, tenant, business_date", params)
     done: dict[str, list] = {}
     # {tenant: {dataset: its dirty days}}, built once (per mart and center in pandas, this
     # bookkeeping was seconds of a 250-center hour)
     groups: dict[str, dict[str, set[date]]] = {}
+    since = _since_of(dirty)
     for ds, tenant, day in zip(dirty["dataset"], dirty["tenant"],
                                pd.to_datetime(dirty["business_date"]).dt.date, strict=True):
         groups.setdefault(str(tenant), {}).setdefault(str(ds), set()).add(day)
@@ -402,7 +433,9 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
                                       if any(a <= hi and b >= lo for a, b in rs)]
         with wh.working_memory(mart_memory()):
             for (lo, hi), tenants_ in by_range.items():
-                marts.load_mart_many(wh, name, tenants_, lo, hi)
+                marts.load_mart_many(wh, name, tenants_, lo, hi,
+                                     _oldest(since, name, tenants_) if marts.keyed(name)
+                                     else None)
     if dirty.empty:
         return done
     with wh.transaction():  # exactly the (dataset, center, day)s read above, in one statement

@@ -389,7 +389,7 @@ def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame
         # days of the old versions, the new ones, and the quarantined rows (for DQ marts)
         mark_dirty(wh, dataset, pd.concat([
             _days(old["tenant"], old["business_date"]),
-            _days(df["org_code"], df[spec.business_time])], ignore_index=True))
+            _days(df["org_code"], df[spec.business_time])], ignore_index=True), load_id)
 
 
 def _days(tenants: pd.Series, times: pd.Series) -> pd.DataFrame:
@@ -400,9 +400,11 @@ def _days(tenants: pd.Series, times: pd.Series) -> pd.DataFrame:
     return t.group_by(["tenant", "day"]).aggregate([]).to_pandas()
 
 
-def mark_dirty(wh: Warehouse, dataset: str, days: pd.DataFrame) -> None:
+def mark_dirty(wh: Warehouse, dataset: str, days: pd.DataFrame,
+               load_id: str | None = None) -> None:
     """Record the (tenant, business day)s whose marts must be re-loaded (only if a mart
-    reads ``dataset``)."""
+    reads ``dataset``), with the std load that wrote the rows (keyed marts re-load only the
+    keys of the loads since the oldest one marked)."""
     if not any(dataset in deps for deps in marts.MART_DEPS.values()):
         return
     d = pd.DataFrame({"tenant": days["tenant"].astype(object),
@@ -411,7 +413,8 @@ def mark_dirty(wh: Warehouse, dataset: str, days: pd.DataFrame) -> None:
     if len(d):
         wh.load_arrow("mart_dirty", pa.table({
             "dataset": [dataset] * len(d), "tenant": pa.array(d["tenant"].tolist(), pa.string()),
-            "business_date": pa.array(d["day"].dt.date.tolist(), pa.date32())}))
+            "business_date": pa.array(d["day"].dt.date.tolist(), pa.date32()),
+            "load_id": pa.array([load_id] * len(d), pa.string())}))
 
 
 def _to_arrow(df: pd.DataFrame, columns: list[str]) -> pa.Table:

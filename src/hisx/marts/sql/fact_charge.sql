@@ -35,3 +35,20 @@ SELECT c.tenant, c.business_date, c.source_key, c.charge_no, c.visit_source_key,
 FROM std_charge c
 LEFT JOIN std_charge o ON o.tenant = c.tenant AND o.source_key = c.refund_of_source_key
 WHERE c.tenant = :tenant AND c.business_date BETWEEN :date_from AND :date_to;
+
+-- Keyed load (marts/runner.py): the keys whose rows may differ from the mart's, i.e. the
+-- rows of std_charge written or quarantined by a load from :since on, and the
+-- refunds of a changed or quarantined charge.
+SELECT tenant, source_key FROM std_charge WHERE tenant = :tenant AND load_id >= :since
+UNION
+SELECT tenant, source_key FROM quarantine
+WHERE dataset = 'charge' AND tenant = :tenant AND load_id >= :since
+UNION
+-- refunds of a changed or quarantined charge
+SELECT c.tenant, c.source_key FROM std_charge c
+JOIN (SELECT tenant, source_key FROM std_charge WHERE tenant = :tenant AND load_id >= :since
+      UNION ALL
+      SELECT tenant, source_key FROM quarantine
+      WHERE dataset = 'charge' AND tenant = :tenant AND load_id >= :since) p
+  ON p.tenant = c.tenant AND p.source_key = c.refund_of_source_key
+WHERE c.tenant = :tenant;

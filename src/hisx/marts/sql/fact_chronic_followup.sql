@@ -31,3 +31,10 @@ SELECT tenant, business_date, source_key, business_time, person_key, disease_gro
        END
 FROM std_chronic_followup
 WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to;
+
+-- Keyed load (marts/runner.py): the keys whose rows may differ from the mart's, i.e. the
+-- rows of std_chronic_followup written or quarantined by a load from :since on.
+SELECT tenant, source_key FROM std_chronic_followup WHERE tenant = :tenant AND load_id >= :since
+UNION
+SELECT tenant, source_key FROM quarantine
+WHERE dataset = 'chronic_followup' AND tenant = :tenant AND load_id >= :since;

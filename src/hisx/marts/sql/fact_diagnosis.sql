@@ -23,3 +23,20 @@ SELECT d.tenant, d.business_date, d.source_key, d.visit_source_key, v.person_key
 FROM std_diagnosis d
 LEFT JOIN std_outpatient_visit v ON v.tenant = d.tenant AND v.source_key = d.visit_source_key
 WHERE d.tenant = :tenant AND d.business_date BETWEEN :date_from AND :date_to;
+
+-- Keyed load (marts/runner.py): the keys whose rows may differ from the mart's, i.e. the
+-- rows of std_diagnosis written or quarantined by a load from :since on, and the
+-- diagnoses of a changed or quarantined visit (person_key).
+SELECT tenant, source_key FROM std_diagnosis WHERE tenant = :tenant AND load_id >= :since
+UNION
+SELECT tenant, source_key FROM quarantine
+WHERE dataset = 'diagnosis' AND tenant = :tenant AND load_id >= :since
+UNION
+-- diagnoses of a changed or quarantined visit (person_key)
+SELECT d.tenant, d.source_key FROM std_diagnosis d
+JOIN (SELECT tenant, source_key FROM std_outpatient_visit WHERE tenant = :tenant AND load_id >= :since
+      UNION ALL
+      SELECT tenant, source_key FROM quarantine
+      WHERE dataset = 'outpatient_visit' AND tenant = :tenant AND load_id >= :since) p
+  ON p.tenant = d.tenant AND p.source_key = d.visit_source_key
+WHERE d.tenant = :tenant;

@@ -21,3 +21,20 @@ SELECT d.tenant, d.business_date, d.source_key, d.rx_source_key, r.business_date
 FROM std_dispense d
 LEFT JOIN std_prescription r ON r.tenant = d.tenant AND r.source_key = d.rx_source_key
 WHERE d.tenant = :tenant AND d.business_date BETWEEN :date_from AND :date_to;
+
+-- Keyed load (marts/runner.py): the keys whose rows may differ from the mart's, i.e. the
+-- rows of std_dispense written or quarantined by a load from :since on, and the
+-- dispenses of a changed or quarantined prescription.
+SELECT tenant, source_key FROM std_dispense WHERE tenant = :tenant AND load_id >= :since
+UNION
+SELECT tenant, source_key FROM quarantine
+WHERE dataset = 'dispense' AND tenant = :tenant AND load_id >= :since
+UNION
+-- dispenses of a changed or quarantined prescription
+SELECT d.tenant, d.source_key FROM std_dispense d
+JOIN (SELECT tenant, source_key FROM std_prescription WHERE tenant = :tenant AND load_id >= :since
+      UNION ALL
+      SELECT tenant, source_key FROM quarantine
+      WHERE dataset = 'prescription' AND tenant = :tenant AND load_id >= :since) p
+  ON p.tenant = d.tenant AND p.source_key = d.rx_source_key
+WHERE d.tenant = :tenant;

@@ -22,3 +22,10 @@ SELECT tenant, business_date, source_key, contract_no, person_key, team_code, do
        package_code, start_date, end_date, status_code
 FROM std_family_contract
 WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to;
+
+-- Keyed load (marts/runner.py): the keys whose rows may differ from the mart's, i.e. the
+-- rows of std_family_contract written or quarantined by a load from :since on.
+SELECT tenant, source_key FROM std_family_contract WHERE tenant = :tenant AND load_id >= :since
+UNION
+SELECT tenant, source_key FROM quarantine
+WHERE dataset = 'family_contract' AND tenant = :tenant AND load_id >= :since;

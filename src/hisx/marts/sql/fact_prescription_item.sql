@@ -28,3 +28,20 @@ SELECT i.tenant, i.business_date, i.source_key, i.rx_source_key, i.line_no, r.rx
 FROM std_prescription_item i
 LEFT JOIN std_prescription r ON r.tenant = i.tenant AND r.source_key = i.rx_source_key
 WHERE i.tenant = :tenant AND i.business_date BETWEEN :date_from AND :date_to;
+
+-- Keyed load (marts/runner.py): the keys whose rows may differ from the mart's, i.e. the
+-- rows of std_prescription_item written or quarantined by a load from :since on, and the
+-- items of a changed or quarantined prescription.
+SELECT tenant, source_key FROM std_prescription_item WHERE tenant = :tenant AND load_id >= :since
+UNION
+SELECT tenant, source_key FROM quarantine
+WHERE dataset = 'prescription_item' AND tenant = :tenant AND load_id >= :since
+UNION
+-- items of a changed or quarantined prescription
+SELECT i.tenant, i.source_key FROM std_prescription_item i
+JOIN (SELECT tenant, source_key FROM std_prescription WHERE tenant = :tenant AND load_id >= :since
+      UNION ALL
+      SELECT tenant, source_key FROM quarantine
+      WHERE dataset = 'prescription' AND tenant = :tenant AND load_id >= :since) p
+  ON p.tenant = i.tenant AND p.source_key = i.rx_source_key
+WHERE i.tenant = :tenant;

@@ -28,3 +28,10 @@ SELECT tenant, business_date, source_key, visit_no, business_time, person_key, d
        (status_code = '1' AND NOT is_deleted), reg_fee
 FROM std_outpatient_visit
 WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to;
+
+-- Keyed load (marts/runner.py): the keys whose rows may differ from the mart's, i.e. the
+-- rows of std_outpatient_visit written or quarantined by a load from :since on.
+SELECT tenant, source_key FROM std_outpatient_visit WHERE tenant = :tenant AND load_id >= :since
+UNION
+SELECT tenant, source_key FROM quarantine
+WHERE dataset = 'outpatient_visit' AND tenant = :tenant AND load_id >= :since;
