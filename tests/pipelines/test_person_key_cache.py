@@ -125,3 +125,30 @@ def test_repeated_lookups_skip_the_patient_join_until_patients_change(wh, monkey
                "WHERE org_code = :t AND patient_id = :p", {"t": t, "p": ids[1]})
     after = as_dict(std_batches.person_keys_of(wh, wanted))
     assert len(joins) == 2 and after == fresh(wh, t, ids) and after[ids[1]] != first[ids[1]]
+
+
+def test_an_hour_of_visits_looks_its_patients_up_once(wh, monkeypatch) -> None:
+    """Pending rows that fit in the memo have their person keys looked up in one join
+    before the batches (each batch's lookup joined the whole patient table), and the keys
+    the batches use are the fresh ones."""
+    from hisx.pipelines import std_batches
+
+    monkeypatch.setattr(std_batches, "_MEMO", std_batches._KeyMemo())
+    monkeypatch.setenv("HISX_STD_CHUNK_ROWS", "100")  # many batches, as many vendors' maps do
+    monkeypatch.setenv("HISX_STD_BATCH_ROWS", "100")
+    tenants = [flow.Tenant(wh.tenant, wh.scalar("SELECT his_vendor FROM ods_organizations"))]
+    joins = []
+    real = type(wh).query_df
+
+    def spy(self, sql, params=None):
+        if "JOIN stage_pids" in sql:
+            joins.append(sql)
+        return real(self, sql, params)
+
+    monkeypatch.setattr(type(wh), "query_df", spy)
+    stats = flow.standardize_tenants(wh, "outpatient_visit", tenants)
+    assert sum(s.rows_in for s in stats) > 300 and len(joins) == 1
+    got = wh.query_df("SELECT s.person_key, r.patient_id FROM std_outpatient_visit s "
+                      "JOIN ods_registrations r ON r.reg_id = s.source_key")
+    want = fresh(wh, wh.tenant, sorted(set(got["patient_id"].astype(int))))
+    assert {int(p): k for k, p in zip(got["person_key"], got["patient_id"], strict=True)} == want

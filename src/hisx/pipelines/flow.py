@@ -240,6 +240,7 @@ def standardize_tenants(
             with wh.transaction():
                 runlog.mark_done(wh, dataset, tenant.org_code, loads)
     groups = _txn_groups(units, size)
+    sb.prefetch_person_keys(wh, spec, units)
     if len(groups) > 1 and std_overlap():
         _run_overlapped(wh, spec, schema, groups, now, load_id, totals)
     else:
