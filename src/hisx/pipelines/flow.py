@@ -160,10 +160,10 @@ def _single_chunks(wh: Warehouse, table: str, pending: dict[str, list[str]], siz
     if not pending:
         return {}
     pk = ods.primary_key(ods.SOURCE_TABLES[table])
-    cond, params = sb.pending_filter(pk, [(t, ls, None) for t, ls in pending.items()])
+    src, params = sb.pending_from(wh, table, [(t, ls, None) for t, ls in pending.items()])
     t = wh.query_arrow(
-        f'SELECT org_code, count(*) AS n, min("{pk}") AS lo, max("{pk}") AS hi '
-        f"FROM {ods.ods_name(table)} WHERE {cond} GROUP BY org_code", params)
+        f'SELECT o.org_code, count(*) AS n, min(o."{pk}") AS lo, max(o."{pk}") AS hi '
+        f"FROM {src} GROUP BY o.org_code", params)
     out: dict[str, list[tuple[int, int, int]]] = {tenant: [] for tenant in pending}
     for tenant, n, lo, hi in zip(*(t.column(c).to_pylist() for c in ("org_code", "n", "lo", "hi")),
                                  strict=True):

@@ -59,11 +59,39 @@ def pending_filter(pk: str, parts: list[tuple[str, list[str], tuple[int, int] | 
     return " OR ".join(conds), params
 
 
+def pending_from(wh: Warehouse, table: str,
+                 parts: list[tuple[str, list[str], tuple[int, int] | None]]
+                 ) -> tuple[str, dict[str, Any]]:
+    """``FROM`` clause (alias ``o``) and bound values for the ODS rows of each (center,
+    loads, inclusive key range or None): the rows :func:`pending_filter` selects.
+
+    On DuckDB the parts are staged in a temporary table and joined: an OR of one condition
+    per center took DuckDB's optimizer ~0.4 s to plan at 250 centers, whatever the rows (2 ms
+    joined), and an hour plans one per batch. Other warehouses keep the OR (PostgreSQL plans
+    it as index scans on the load id)."""
+    pk = ods.primary_key(ods.SOURCE_TABLES[table])
+    if wh.dialect != "duckdb":
+        cond, params = pending_filter(pk, parts)
+        return f"{ods.ods_name(table)} o WHERE {cond}", params
+    rows = [(t, lid, *(keys if keys is not None else (-2**63, 2**63 - 1)))
+            for t, loads, keys in parts for lid in loads]
+    wh.execute("DROP TABLE IF EXISTS stage_pending")
+    wh.execute("CREATE TEMPORARY TABLE stage_pending (tenant VARCHAR(40), load_id VARCHAR(40), "
+               "lo BIGINT, hi BIGINT)")
+    wh.load_arrow("stage_pending", pa.table({
+        "tenant": pa.array([r[0] for r in rows], pa.string()),
+        "load_id": pa.array([r[1] for r in rows], pa.string()),
+        "lo": pa.array([r[2] for r in rows], pa.int64()),
+        "hi": pa.array([r[3] for r in rows], pa.int64())}))
+    return (f"{ods.ods_name(table)} o JOIN stage_pending sp ON o.org_code = sp.tenant "
+            f'AND o._load_id = sp.load_id AND o."{pk}" BETWEEN sp.lo AND sp.hi'), {}
+
+
 def ods_rows(wh: Warehouse, table: str, parts: list[tuple[str, list[str], tuple[int, int]]]
              ) -> pd.DataFrame:
     """The ODS rows of each (center, loads, inclusive key range), in one query."""
-    cond, params = pending_filter(ods.primary_key(ods.SOURCE_TABLES[table]), parts)
-    df = wh.query_df(f"SELECT * FROM {ods.ods_name(table)} WHERE {cond}", params)
+    src, params = pending_from(wh, table, parts)
+    df = wh.query_df(f"SELECT o.* FROM {src}", params)
     return df.drop(columns=["_load_id", "_loaded_at"])
 
 
@@ -254,10 +282,10 @@ def prefetch_person_keys(wh: Warehouse, spec, units: list[Unit]) -> None:
     if (spec.name not in NEEDS_PERSON_KEYS or wh.dialect != "duckdb" or not units
             or sum(u[3] for u in units) > _KeyMemo.MAX):
         return
-    cond, params = pending_filter(ods.primary_key(ods.SOURCE_TABLES[spec.source_table]),
-                                  [(u[0].org_code, u[1], u[2]) for u in units])
-    pairs = wh.query_df(f"SELECT DISTINCT org_code AS tenant, patient_id FROM "
-                        f"{ods.ods_name(spec.source_table)} WHERE {cond}", params)
+    src, params = pending_from(wh, spec.source_table,
+                               [(u[0].org_code, u[1], u[2]) for u in units])
+    pairs = wh.query_df(f"SELECT DISTINCT o.org_code AS tenant, o.patient_id FROM {src}",
+                        params)
     person_keys_of(wh, pairs)
 
 
