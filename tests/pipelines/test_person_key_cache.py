@@ -41,6 +41,20 @@ def fresh(wh: Warehouse, tenant: str, ids: list[int]) -> dict[int, str]:
     return dict(zip(p["patient_id"].astype(int), keys, strict=True))
 
 
+def patient_joins(wh: Warehouse, monkeypatch) -> list[str]:
+    """The person-key lookups that join the patient table, recorded as they run."""
+    joins: list[str] = []
+    real = type(wh).query_df
+
+    def spy(self, sql, params=None):
+        if "JOIN stage_pids" in sql:
+            joins.append(sql)
+        return real(self, sql, params)
+
+    monkeypatch.setattr(type(wh), "query_df", spy)
+    return joins
+
+
 def as_dict(df: pd.DataFrame) -> dict[int, str]:
     return dict(zip(df["patient_id"].astype(int), df["person_key"], strict=True))
 
@@ -106,15 +120,7 @@ def test_repeated_lookups_skip_the_patient_join_until_patients_change(wh, monkey
     t = wh.tenant
     ids = [int(x) for x in wh.query_df("SELECT patient_id FROM ods_patients WHERE org_code = :t "
                                        "ORDER BY patient_id LIMIT 40", {"t": t})["patient_id"]]
-    joins = []
-    real = type(wh).query_df
-
-    def spy(self, sql, params=None):
-        if "JOIN stage_pids" in sql:
-            joins.append(sql)
-        return real(self, sql, params)
-
-    monkeypatch.setattr(type(wh), "query_df", spy)
+    joins = patient_joins(wh, monkeypatch)
     wanted = pd.DataFrame({"tenant": [t] * len(ids), "patient_id": ids})
     first = as_dict(std_batches.person_keys_of(wh, wanted))
     assert len(joins) == 1 and first == fresh(wh, t, ids)
@@ -137,15 +143,7 @@ def test_an_hour_of_visits_looks_its_patients_up_once(wh, monkeypatch) -> None:
     monkeypatch.setenv("HISX_STD_CHUNK_ROWS", "100")  # many batches, as many vendors' maps do
     monkeypatch.setenv("HISX_STD_BATCH_ROWS", "100")
     tenants = [flow.Tenant(wh.tenant, wh.scalar("SELECT his_vendor FROM ods_organizations"))]
-    joins = []
-    real = type(wh).query_df
-
-    def spy(self, sql, params=None):
-        if "JOIN stage_pids" in sql:
-            joins.append(sql)
-        return real(self, sql, params)
-
-    monkeypatch.setattr(type(wh), "query_df", spy)
+    joins = patient_joins(wh, monkeypatch)
     stats = flow.standardize_tenants(wh, "outpatient_visit", tenants)
     assert sum(s.rows_in for s in stats) > 300 and len(joins) == 1
     got = wh.query_df("SELECT s.person_key, r.patient_id FROM std_outpatient_visit s "
