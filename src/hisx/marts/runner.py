@@ -194,11 +194,9 @@ def _run(wh: Warehouse, table: str, stmts: list[str], params: dict,
     ``since``: :func:`_keyed`) when the range already has rows (a first load of a range, as
     in a backfill, inserts straight away)."""
     stmts, keys = _split_keys(stmts)
-    merged = _merged(wh, table, stmts)
-    run_params = params
-    if merged is not stmts and keys is not None and since is not None:
-        merged = _keyed(wh, table, stmts, keys)
-        run_params = {**params, "since": since}
+    by_key = keys is not None and since is not None
+    merged = _keyed(wh, table, stmts, keys) if by_key else _merged(wh, table, stmts)
+    run_params = {**params, "since": since} if by_key else params
     if merged is not stmts:
         d = _DELETE.match(stmts[0])
         assert d is not None
@@ -210,10 +208,12 @@ def _run(wh: Warehouse, table: str, stmts: list[str], params: dict,
         wh.run_script(stmt, run_params)
 
 
-def _merged(wh: Warehouse, table: str, stmts: list[str]) -> list[str]:
+def _merged(wh: Warehouse, table: str, stmts: list[str], keys: str | None = None
+            ) -> list[str]:
     """A mart's ``DELETE … WHERE scope; INSERT INTO t query`` as a load by difference: the
     query's rows go to a scratch table, then only the scope's rows not among them are deleted
-    and only the new rows not already there are inserted.
+    and only the new rows not already there are inserted; with ``keys`` (a query of
+    ``tenant, source_key``), only the scope's rows of those keys (:func:`_keyed`).
 
     The result is the same rows (every mart row is unique: its grain). On DuckDB the
     delete-then-insert of a range re-wrote every row of it, and the checkpoint then re-wrote
@@ -227,17 +227,26 @@ def _merged(wh: Warehouse, table: str, stmts: list[str]) -> list[str]:
         return stmts
     cols = [c for c in wh.query_arrow(f"SELECT * FROM {table} LIMIT 0").column_names]
     same = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM {table}."{c}"' for c in cols)
-    scope = d.group(2).strip()
-    return [
+    scope, query, before, after = d.group(2).strip(), i.group(2), [], []
+    if keys is not None:
+        in_keys = "(tenant, source_key) IN (SELECT tenant, source_key FROM mart_keys)"
+        scope = f"({scope}) AND {in_keys}"
+        names = ", ".join(f'"{c}"' for c in cols)
+        query = f"SELECT * FROM ({query}) AS q({names}) WHERE {in_keys}"
+        before = ["DROP TABLE IF EXISTS mart_keys",
+                  "CREATE TEMPORARY TABLE mart_keys (tenant VARCHAR(40), source_key BIGINT)",
+                  f"INSERT INTO mart_keys {keys}"]
+        after = ["DROP TABLE mart_keys"]
+    return before + [
         "DROP TABLE IF EXISTS mart_new",
         f"CREATE TEMPORARY TABLE mart_new AS SELECT * FROM {table} LIMIT 0",
-        f"INSERT INTO mart_new {i.group(2)}",
+        f"INSERT INTO mart_new {query}",
         f"DELETE FROM {table} WHERE ({scope}) AND NOT EXISTS "
         f"(SELECT 1 FROM mart_new n WHERE {same})",
         f"INSERT INTO {table} SELECT * FROM mart_new EXCEPT ALL "
         f"SELECT * FROM {table} WHERE ({scope})",
         "DROP TABLE mart_new",
-    ]
+    ] + after
 
 
 def _keyed(wh: Warehouse, table: str, stmts: list[str], keys: str) -> list[str]:
@@ -247,27 +256,7 @@ def _keyed(wh: Warehouse, table: str, stmts: list[str], keys: str) -> list[str]:
     row re-written or quarantined, a joined parent changed); a removal the std tables cannot
     show (a hard delete) leaves its day dirty without a load id, which loads the whole range
     (``build_marts``)."""
-    d, i = _DELETE.match(stmts[0]), _INSERT.match(stmts[1])
-    assert d is not None and i is not None
-    cols = wh.query_arrow(f"SELECT * FROM {table} LIMIT 0").column_names
-    same = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM {table}."{c}"' for c in cols)
-    scope = d.group(2).strip()
-    in_keys = "(tenant, source_key) IN (SELECT tenant, source_key FROM mart_keys)"
-    names = ", ".join(f'"{c}"' for c in cols)
-    return [
-        "DROP TABLE IF EXISTS mart_keys",
-        "CREATE TEMPORARY TABLE mart_keys (tenant VARCHAR(40), source_key BIGINT)",
-        f"INSERT INTO mart_keys {keys}",
-        "DROP TABLE IF EXISTS mart_new",
-        f"CREATE TEMPORARY TABLE mart_new AS SELECT * FROM {table} LIMIT 0",
-        f"INSERT INTO mart_new SELECT * FROM ({i.group(2)}) AS q({names}) WHERE {in_keys}",
-        f"DELETE FROM {table} WHERE ({scope}) AND {in_keys} AND NOT EXISTS "
-        f"(SELECT 1 FROM mart_new n WHERE {same})",
-        f"INSERT INTO {table} SELECT * FROM mart_new EXCEPT ALL "
-        f"SELECT * FROM {table} WHERE ({scope}) AND {in_keys}",
-        "DROP TABLE mart_new",
-        "DROP TABLE mart_keys",
-    ]
+    return _merged(wh, table, stmts, keys)
 
 
 def load_mart(wh: Warehouse, name: str, tenant: str, date_from: date, date_to: date,

@@ -348,13 +348,10 @@ def _merge_ranges(ranges: list[tuple[date, date]], *, full: bool = False,
 def _since_of(dirty: pd.DataFrame) -> dict[tuple[str, str], str | None]:
     """{(tenant, dataset): the oldest std load that marked one of its days dirty}; None when
     a day was marked without a load id (a removal): the whole range must be loaded."""
-    out: dict[tuple[str, str], str | None] = {}
-    for ds, tenant, lid, unknown in zip(dirty["dataset"], dirty["tenant"], dirty["load_id"],
-                                        dirty["unknown"], strict=True):
-        key, lid = (str(tenant), str(ds)), (None if unknown or pd.isna(lid) else str(lid))
-        prev = out.get(key, "")
-        out[key] = None if lid is None or prev is None else min(lid, prev) if prev else lid
-    return out
+    g = dirty.assign(unknown=(dirty["unknown"] > 0) | dirty["load_id"].isna()).groupby(
+        ["tenant", "dataset"]).agg(load_id=("load_id", "min"), unknown=("unknown", "any"))
+    return {(str(t), str(ds)): (None if u else str(lid))
+            for (t, ds), lid, u in zip(g.index, g["load_id"], g["unknown"], strict=True)}
 
 
 def _oldest(since: dict[tuple[str, str], str | None], mart: str,
