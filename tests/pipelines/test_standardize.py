@@ -227,6 +227,30 @@ def test_db_like_dtypes():
     assert len(res.standardized) == 3
 
 
+def test_arrow_backed_decimals_standardize_as_decimal_objects():
+    """The batch reader keeps money columns Arrow-backed (``std_batches._arrow_decimal``): the
+    result, quarantine reasons and originals included, is what object Decimals give."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    items = src("prescription_item", 6)
+    cols = ("quantity", "unit_price", "amount", "dose")
+    for c in cols:
+        items[c] = [Decimal(f"{x:.2f}") for x in items[c]]
+    items.at[1, "amount"] = Decimal("-1.50")
+    items.at[2, "unit_price"] = None
+    arrow = items.copy()
+    for c in cols:
+        arrow[c] = pd.array(items[c].tolist(), dtype=pd.ArrowDtype(pa.decimal128(12, 2)))
+    as_objects, as_arrow = run("prescription_item", items), run("prescription_item", arrow)
+    assert "invalid:amount:negative" in reasons_of(as_arrow, 2)
+    assert json.loads(as_arrow.quarantined.set_index("source_key").at[2, "original"]
+                      )["amount"] == "-1.50"
+    pd.testing.assert_frame_equal(as_arrow.standardized, as_objects.standardized)
+    pd.testing.assert_frame_equal(as_arrow.quarantined, as_objects.quarantined)
+
+
 def test_aware_times_become_china_wall_clock():
 
     df = src("dispense", 2).astype({"dispense_time": object, "updated_at": object})

@@ -34,3 +34,25 @@ def test_batch_rows_must_be_positive(monkeypatch) -> None:
     monkeypatch.setenv("HISX_STD_BATCH_ROWS", "-5")
     with pytest.raises(ValueError, match="HISX_STD_BATCH_ROWS"):
         flow.std_batch_rows()
+
+
+def test_ods_rows_keep_money_columns_arrow_backed_and_exact(tmp_path) -> None:
+    """A batch's ODS rows come back with DECIMAL columns as Arrow decimals (no Decimal object
+    per value), whose values are the stored ones."""
+    from decimal import Decimal
+
+    import pandas as pd
+
+    from hisx.connectors.warehouse import Warehouse
+    from hisx.pipelines import ods
+    from hisx.pipelines.std_batches import ods_rows
+
+    with Warehouse.from_url(f"duckdb:///{tmp_path}/w.duckdb") as wh:
+        wh.execute(f"CREATE TABLE {ods.ods_name('charges')} (org_code VARCHAR, charge_id BIGINT, "
+                   "amount DECIMAL(12, 2), _load_id VARCHAR, _loaded_at TIMESTAMP)")
+        wh.execute(f"INSERT INTO {ods.ods_name('charges')} VALUES ('C1', 1, 12.30, 'L1', now()), "
+                   "('C1', 2, NULL, 'L1', now()), ('C1', 3, -0.05, 'L2', now())")
+        df = ods_rows(wh, "charges", [("C1", ["L1"], (1, 3))]).sort_values("charge_id")
+    assert isinstance(df["amount"].dtype, pd.ArrowDtype)
+    assert df["amount"].tolist()[0] == Decimal("12.30") and pd.isna(df["amount"].tolist()[1])
+    assert list(df["charge_id"]) == [1, 2] and "_load_id" not in df.columns

@@ -91,8 +91,15 @@ def ods_rows(wh: Warehouse, table: str, parts: list[tuple[str, list[str], tuple[
              ) -> pd.DataFrame:
     """The ODS rows of each (center, loads, inclusive key range), in one query."""
     src, params = pending_from(wh, table, parts)
-    df = wh.query_df(f"SELECT o.* FROM {src}", params)
+    df = wh.query_arrow(f"SELECT o.* FROM {src}", params).to_pandas(types_mapper=_arrow_decimal)
     return df.drop(columns=["_load_id", "_loaded_at"])
+
+
+def _arrow_decimal(t: pa.DataType) -> pd.ArrowDtype | None:
+    """Decimal (money) columns stay Arrow-backed: no ``Decimal`` object per value to build, and
+    standardization casts them to float64 in C++ (object Decimals went through
+    ``pd.to_numeric`` one by one); a quarantined row's original still shows the exact value."""
+    return pd.ArrowDtype(t) if pa.types.is_decimal(t) else None
 
 
 def person_keys(wh: Warehouse, tenant: str, patient_ids: Iterable[int]) -> pd.DataFrame:
