@@ -63,3 +63,12 @@ def test_json_fragments_equal_json_dumps_for_any_text(values, cut):
         c in v for c in '"\\') and all(ord(c) >= 0x20 for c in v)], pa.string())
     assert _json_fragments(clean).to_pylist() == [json.dumps(v, ensure_ascii=False)
                                                   for v in clean.to_pylist()]
+
+
+def test_uuid_text_of_large_strings_and_bad_digests() -> None:
+    digest = "0123456789abcdef0123456789abcdef01234567"
+    want = "01234567-89ab-5def-8123-456789abcdef"
+    assert feeds._uuid_text(pa.array([digest] * 2, pa.large_string())).to_pylist() == [want] * 2
+    assert feeds._uuid_text(pa.array([digest, digest])[1:]).to_pylist() == [want]
+    with pytest.raises(ValueError, match="40-digit"):
+        feeds._uuid_text(pa.array([digest, digest[:-1]]))
