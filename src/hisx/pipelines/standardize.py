@@ -582,17 +582,22 @@ def _dedupe(spec: DatasetSpec, df: pd.DataFrame, tenant: pd.Series,
         return df, 0
     pk = _to_int(df[spec.pk])
     rv = _to_int(df["row_version"]) if "row_version" in df else pd.Series(pd.NA, index=df.index)
-    order = pd.DataFrame({"pk": pk, "rv": rv.fillna(-1), "i": np.arange(n)}, index=df.index)
-    has_pk = order["pk"].notna()
-    by_pk = order[has_pk].sort_values(["pk", "rv", "i"], ascending=[True, False, True])
+    has_pk = pk.notna().to_numpy()
+    at = np.flatnonzero(has_pk)
+    keys = pk.to_numpy(dtype=np.int64, na_value=0)[has_pk]
+    # per PK the highest row version, then the first position (numpy sorts: a multi-column
+    # sort_values of nullable ints went through pandas' categorical lexsort)
+    by_pk = np.lexsort((at, -rv.fillna(-1).to_numpy(dtype=np.int64)[has_pk], keys))
+    first = np.ones(len(by_pk), dtype=bool)
+    first[1:] = keys[by_pk][1:] != keys[by_pk][:-1]
     keep = ~has_pk
-    keep[by_pk.drop_duplicates("pk", keep="first").index] = True
+    keep[at[by_pk[first]]] = True
     kept = df[keep]
     nk = pd.DataFrame({c: v.as_str(kept[c]) for c in spec.natural_key}, index=kept.index)
     complete = nk.notna().all(axis=1)
-    ranked = nk[complete].assign(_pk=_to_int(kept.loc[complete, spec.pk]).fillna(2**62),
-                                 _i=np.arange(int(complete.sum())))
-    ranked = ranked.sort_values(["_pk", "_i"])
+    kept_pk = pk[keep][complete.to_numpy()].fillna(2**62).to_numpy(dtype=np.int64)
+    ranked = nk[complete].assign(_pk=kept_pk)
+    ranked = ranked.iloc[np.argsort(kept_pk, kind="stable")]  # by PK, then position
     dup = ranked.duplicated(subset=list(spec.natural_key), keep="first")
     drop = set(ranked.index[dup])
     if existing is not None and len(existing) and len(ranked):
