@@ -43,6 +43,7 @@ def six_centers(tmp_path_factory) -> str:
 def build(url: str, path, chunk: int, monkeypatch, overlap: bool = True,
           per_center: bool = False, batch: int = 50_000) -> dict[str, str]:
     monkeypatch.setenv("HISX_STD_CHUNK_ROWS", str(chunk))
+    monkeypatch.setenv("HISX_STD_TXN_ROWS", str(chunk))  # a group per chunk's worth of rows
     monkeypatch.setenv("HISX_STD_BATCH_ROWS", str(batch))
     monkeypatch.setenv("HISX_STD_OVERLAP", "1" if overlap else "0")
     engine = sa.create_engine(url)
@@ -112,6 +113,7 @@ def test_failed_write_leaves_whole_groups_and_a_rerun_converges(source, tmp_path
     monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
     whole = build(source, tmp_path / "whole.duckdb", 10**9, monkeypatch)
     monkeypatch.setenv("HISX_STD_CHUNK_ROWS", "97")
+    monkeypatch.setenv("HISX_STD_TXN_ROWS", "97")
     monkeypatch.setenv("HISX_STD_OVERLAP", "1")
     engine = sa.create_engine(source)
     real, calls = flow._write, []
@@ -150,3 +152,18 @@ def test_chunk_size_must_be_positive(monkeypatch) -> None:
     monkeypatch.setenv("HISX_STD_CHUNK_ROWS", "0")
     with pytest.raises(ValueError, match="HISX_STD_CHUNK_ROWS"):
         flow.std_chunk_rows()
+
+
+def test_transaction_groups_hold_chunks_up_to_the_txn_rows(monkeypatch) -> None:
+    """Chunks stay small (memory) while a transaction takes several of them (DuckDB writes
+    a large append straight to the file, a small one through the WAL and again later)."""
+    monkeypatch.setenv("HISX_STD_CHUNK_ROWS", "100")
+    monkeypatch.setenv("HISX_STD_TXN_ROWS", "350")
+    units = [(None, ["L1"], (i * 100, i * 100 + 99), 100, []) for i in range(8)]
+    groups = flow._txn_groups(units, flow.std_txn_rows())
+    assert [len(g) for g in groups] == [3, 3, 2]
+    monkeypatch.delenv("HISX_STD_TXN_ROWS")
+    assert flow.std_txn_rows() == 500_000
+    monkeypatch.setenv("HISX_STD_TXN_ROWS", "-1")
+    with pytest.raises(ValueError, match="HISX_STD_TXN_ROWS"):
+        flow.std_txn_rows()
