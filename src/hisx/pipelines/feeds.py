@@ -220,8 +220,7 @@ def message_ids(tenant: str | pa.Array, dataset: str, source_keys: pa.Array,
                       ).to_arrow_table()
     finally:
         con.unregister("ids_in")
-    return _uuid_text(out.column("h").combine_chunks()) if out.num_rows else pa.array([],
-                                                                                     pa.string())
+    return _uuid_text(out.column("h").combine_chunks())
 
 
 def redact(text: str) -> str:

@@ -125,8 +125,8 @@ def touched_months(wh: Warehouse, load_id: str, tenant: str,
 
 # -- standardization -------------------------------------------------------------------------
 def std_chunk_rows() -> int:
-    """Rows per standardization batch (``HISX_STD_CHUNK_ROWS``): bounds the memory one
-    center's backlog takes, however long it is."""
+    """Rows per key-ordered chunk of one center's backlog (``HISX_STD_CHUNK_ROWS``): bounds
+    the memory one read of a long backlog takes (transactions: :func:`std_txn_rows`)."""
     return positive_int_env("HISX_STD_CHUNK_ROWS", 150_000)
 
 

@@ -588,8 +588,9 @@ def _dedupe(spec: DatasetSpec, df: pd.DataFrame, tenant: pd.Series,
     # per PK the highest row version, then the first position (numpy sorts: a multi-column
     # sort_values of nullable ints went through pandas' categorical lexsort)
     by_pk = np.lexsort((at, -rv.fillna(-1).to_numpy(dtype=np.int64)[has_pk], keys))
+    sorted_keys = keys[by_pk]
     first = np.ones(len(by_pk), dtype=bool)
-    first[1:] = keys[by_pk][1:] != keys[by_pk][:-1]
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
     keep = ~has_pk
     keep[at[by_pk[first]]] = True
     kept = df[keep]
