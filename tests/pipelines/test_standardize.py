@@ -251,6 +251,30 @@ def test_arrow_backed_decimals_standardize_as_decimal_objects():
     pd.testing.assert_frame_equal(as_arrow.quarantined, as_objects.quarantined)
 
 
+def test_arrow_money_is_cast_by_arrow_not_value_by_value(monkeypatch):
+    """pandas' own ``astype(float64)`` of an Arrow decimal column builds a Python object per
+    value (~100x slower than Arrow's cast; it was 9 % of the charges' standardization):
+    ``_to_number`` must cast with Arrow, so iterating the column is an error here."""
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    from hisx.pipelines.standardize import _to_int, _to_number
+
+    col = pd.Series(pd.array([Decimal("12.50"), None, Decimal("-3.00"), Decimal("7")],
+                             dtype=pd.ArrowDtype(pa.decimal128(12, 2))))
+
+    def no_iteration(self):
+        raise AssertionError("a money column was iterated value by value")
+
+    monkeypatch.setattr(pd.arrays.ArrowExtensionArray, "__iter__", no_iteration)
+    monkeypatch.setattr(pd.arrays.ArrowExtensionArray, "__array__", no_iteration)
+    got = _to_number(col)
+    assert got.dtype == "float64"
+    assert got.tolist()[0] == 12.5 and pd.isna(got[1]) and got.tolist()[2:] == [-3.0, 7.0]
+    assert _to_int(col).tolist()[2:] == [-3, 7]
+
+
 def test_aware_times_become_china_wall_clock():
 
     df = src("dispense", 2).astype({"dispense_time": object, "updated_at": object})

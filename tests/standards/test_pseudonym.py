@@ -86,3 +86,38 @@ def test_weak_key_of_a_birth_date_outside_python_dates() -> None:
         assert k == pseudonym.person_key(key, None, "王五", raw, "1")[0]
     assert (pseudonym.person_key(key, None, "王五", "-0001-01-01", "1")[0]
             != pseudonym.person_key(key, None, "王五", "0000-01-01", "1")[0])
+
+
+_ID_CHARS = "0123456789X x١٣"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_column_wise_validity_and_keys_equal_the_per_row_definition(seed) -> None:
+    """``valid_ids`` (Arrow regex, numpy date and check character) and the column-wise keys
+    equal :func:`valid_id` and :func:`person_key` row by row: real and impossible dates
+    (29 February of leap and common years, month 00/13, day 00/32, year 0000), right and
+    wrong check characters, non-ASCII digits, wrong lengths, None."""
+    import random
+
+    rnd = random.Random(seed)
+    ids: list[str | None] = [None, "", "0" * 18]
+    for _ in range(3000):
+        y = rnd.choice([0, 1, 1900, 1949, 2000, 2004, 2023, 2024, 2100, 9999])
+        mth, d = rnd.choice([(2, 29), (2, 28), (2, 30), (0, 5), (13, 1), (4, 31), (12, 0),
+                             (1, 32), (rnd.randint(1, 12), rnd.randint(1, 28))])
+        body = f"{rnd.randint(0, 999999):06d}{y:04d}{mth:02d}{d:02d}{rnd.randint(0, 999):03d}"
+        tail = rnd.choice([ps.check_char(body), rnd.choice("0123456789X")])
+        text = body + tail
+        if rnd.random() < 0.1:  # a stray character or a wrong length
+            i = rnd.randrange(len(text))
+            text = text[:i] + rnd.choice(_ID_CHARS) + text[i + rnd.choice([0, 1]):]
+        ids.append(text)
+    want = [ps.valid_id(x) for x in ids]
+    assert ps.valid_ids(ids).tolist() == want
+    assert 300 < sum(want) < len(ids) - 300  # both kinds well represented
+    names = [rnd.choice(["张三", None, "李 四"]) for _ in ids]
+    births = [rnd.choice([date(1949, 12, 31), None, "1990-01-02"]) for _ in ids]
+    genders = [rnd.choice(["1", "2", None]) for _ in ids]
+    got = ps.person_keys_strength(KEY, ids, names, births, genders)
+    assert list(zip(*got, strict=True)) == [ps.person_key(KEY, *row)
+                                           for row in zip(ids, names, births, genders, strict=True)]

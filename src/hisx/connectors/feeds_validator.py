@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from jsonschema import Draft202012Validator
@@ -61,6 +62,11 @@ def _type_ok(types: Sequence[str]):
     return ok
 
 
+def _const(flag: bool, n: int) -> pa.Array:
+    """``n`` times ``flag`` as an Arrow boolean array (from numpy: no Python list of n)."""
+    return pa.array(np.full(n, bool(flag)))
+
+
 class _Column:
     """The fast checks of one property, applied to a list of values."""
 
@@ -79,7 +85,7 @@ class _Column:
         n = len(arr)
         t = arr.type
         if pa.types.is_null(t):
-            return pa.array([not self.type_ok(None)] * n) if self.type_ok else None
+            return _const(not self.type_ok(None), n) if self.type_ok else None
         if self.type_ok is None:
             return None
         probe = {pa.types.is_string(t) or pa.types.is_large_string(t): "x",
@@ -89,13 +95,13 @@ class _Column:
             return None
         if isinstance(probe, float):  # a float column is "integer" only where integral
             if not self.type_ok(1.5) and not self.type_ok(1.0):
-                bad = pa.array([True] * n)
+                bad = _const(True, n)
             elif not self.type_ok(1.5):
                 bad = pc.invert(pc.equal(pc.floor(arr), arr))
             else:
-                bad = pa.array([False] * n)
+                bad = _const(False, n)
         else:
-            bad = pa.array([not self.type_ok(probe)] * n)
+            bad = _const(not self.type_ok(probe), n)
         if arr.null_count:
             bad = pc.or_kleene(bad, pc.is_null(arr)) if not self.type_ok(None) else bad
         if isinstance(probe, str):
@@ -118,7 +124,7 @@ class _Column:
                     return None
                 bad = pc.or_(bad, pc.invert(pc.fill_null(m, True)))
         elif self.enum is not None:  # a string enum never holds a non-string value
-            bad = pa.array([True] * n)
+            bad = _const(True, n)
         return pc.fill_null(bad, True)
 
     def bad_rows(self, values: Sequence[Any]) -> set[int]:

@@ -140,7 +140,10 @@ def _in_python_range(ts: pd.Series) -> pd.Series:
 
 def _to_number(s: pd.Series) -> pd.Series:
     """float64; bools, text that is not a number, inf -> NaN."""
-    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+    if _arrow_numeric(s.dtype):  # Arrow decimals (money): cast in C++, nulls -> NaN
+        out = pd.Series(pc.cast(s.array.__arrow_array__(), pa.float64()).to_numpy(),
+                        index=s.index, dtype="float64")
+    elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         out = s.astype("float64")
     elif pd.api.types.infer_dtype(s, skipna=True) in ("decimal", "integer", "floating",
                                                        "mixed-integer-float"):
@@ -165,6 +168,15 @@ def _to_number(s: pd.Series) -> pd.Series:
             return math.nan
         out = pd.Series([one(x) for x in s.to_numpy(dtype=object)], index=s.index, dtype="float64")
     return out.where(np.isfinite(out), np.nan)
+
+
+def _arrow_numeric(dtype: object) -> bool:
+    """An Arrow-backed decimal, integer or float column (pandas' own ``astype`` of one goes
+    through a Python object per value: ~100x slower than Arrow's cast)."""
+    if not isinstance(dtype, pd.ArrowDtype):
+        return False
+    t = dtype.pyarrow_dtype
+    return pa.types.is_decimal(t) or pa.types.is_integer(t) or pa.types.is_floating(t)
 
 
 _EXACT_FLOAT = 2**53  # beyond this a float64 no longer holds every integer

@@ -251,7 +251,7 @@ def existing_keys(wh: Warehouse, spec, df: pd.DataFrame) -> pd.DataFrame | None:
         return None
     lo, hi = times.min().date() - timedelta(days=1), times.max().date() + timedelta(days=1)
     cols = ", ".join(f'"{c}"' for c in nk)
-    marks, centers = _in_list("t", sorted(set(df["org_code"].dropna().astype(str))))
+    marks, centers = _in_list("t", sorted(str(x) for x in df["org_code"].dropna().unique()))
     std = wh.query_df(
         f"SELECT tenant, source_key, {cols} FROM {std_table(spec.name)} WHERE tenant IN "
         f"({marks}) AND business_date BETWEEN :a AND :b", {**centers, "a": lo, "b": hi})

@@ -19,7 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 KEY_ENV = "HISX_PSEUDO_KEY"
 KEY_ID_ENV = "HISX_PSEUDO_KEY_ID"
@@ -149,13 +152,59 @@ def person_keys_strength(key: PseudoKey, id_nos: Iterable[object], names: Iterab
                          birth_dates: Iterable[object], genders: Iterable[object]
                          ) -> tuple[list[str], list[str]]:
     """Column-wise :func:`person_key`: (keys, strengths)."""
+    ids, names_, births, genders_ = (_listed(c) for c in (id_nos, names, birth_dates, genders))
+    norm = [normalize_id(x) for x in ids]
+    strong = valid_ids(norm).tolist()
+    keyed = _keyed(key.secret)
     keys: list[str] = []
     strengths: list[str] = []
-    for i, n, b, g in zip(id_nos, names, birth_dates, genders, strict=True):
-        k, s = person_key(key, i, n, b, g)
-        keys.append(k)
-        strengths.append(s)
+    for i, ok in enumerate(strong):
+        h = keyed.copy()
+        if ok:
+            h.update(("id:" + norm[i]).encode("utf-8"))
+            strengths.append(STRONG)
+        else:
+            h.update("|".join(("weak", _text(names_[i]), _iso_date(births[i]),
+                               _text(genders_[i]))).encode("utf-8"))
+            strengths.append(WEAK)
+        keys.append(h.hexdigest())
     return keys, strengths
+
+
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def valid_ids(ids: list[str | None]) -> np.ndarray:
+    """:func:`valid_id` of each normalized number, column-wise: the format by an Arrow regex,
+    the birth date and the MOD 11-2 check character with numpy on the 18 ASCII bytes (the
+    Python check character per row was a quarter of the person dataset's key time)."""
+    arr = pa.array(ids, pa.string())
+    out = pc.fill_null(pc.match_substring_regex(arr, _ID18_RE.pattern), False
+                       ).to_numpy(zero_copy_only=False).copy()
+    if not out.any():
+        return out
+    sub = pc.filter(arr, pa.array(out))
+    _, offsets, data = sub.buffers()
+    start = np.frombuffer(offsets, dtype=np.int32)[sub.offset]
+    chars = np.frombuffer(data, dtype=np.uint8)[start:start + 18 * len(sub)].reshape(-1, 18)
+    digits = chars[:, :17].astype(np.int64) - 48
+    y = digits[:, 6:10] @ np.array([1000, 100, 10, 1])
+    m = digits[:, 10:12] @ np.array([10, 1])
+    d = digits[:, 12:14] @ np.array([10, 1])
+    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+    days = _DAYS_IN_MONTH[np.clip(m, 0, 12)] + ((m == 2) & leap)
+    real = (y >= 1) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= days)
+    check = np.frombuffer(_CHECK.encode("ascii"), dtype=np.uint8)[
+        (digits @ np.array(_WEIGHTS)) % 11]
+    out[out] = real & (check == chars[:, 17])
+    return out
+
+
+def _listed(values: Iterable[object]) -> list[object]:
+    """A column's values as a list: ``tolist()`` where there is one (iterating a pandas
+    Arrow-backed column boxes each value one by one, ~15x slower)."""
+    tolist = getattr(values, "tolist", None)
+    return tolist() if callable(tolist) else list(values)
 
 
 def person_keys(key: PseudoKey, id_nos: Iterable[object], names: Iterable[object],
