@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from hisx.connectors.warehouse import Warehouse, ident, split_statements
@@ -83,3 +84,28 @@ def test_identifier_guard_and_splitter() -> None:
     with pytest.raises(ValueError):
         ident("t; DROP TABLE x")
     assert split_statements("-- c\nSELECT 1;\nSELECT 2;\n") == ["SELECT 1", "SELECT 2"]
+
+
+def test_duckdb_transaction_does_not_hold_loaded_arrow_tables(tmp_path) -> None:
+    """DuckDB's Python client keeps what a statement scanned alive until the transaction
+    ends; ``load_arrow`` hands over a releasable handle, so a transaction of many loads
+    holds none of their Arrow tables (their memory was a long transaction's peak)."""
+    pool = pa.default_memory_pool()
+    w = Warehouse.from_url(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    try:
+        w.execute("CREATE TABLE env (k BIGINT, body VARCHAR)")
+        before = pool.bytes_allocated()
+        with w.transaction():
+            for part in range(4):
+                keys = pa.array(range(part * 50_000, (part + 1) * 50_000), pa.int64())
+                body = pc.binary_join_element_wise(
+                    "{\"payload\":\"", pc.cast(keys, pa.string()), "x" * 200 + "\"}", "")
+                assert w.load_arrow("env", pa.table({"k": keys, "body": body})) == 50_000
+                del keys, body
+            held = pool.bytes_allocated() - before
+        assert held < 5 * 2**20, f"the transaction held {held / 2**20:.0f} MB of Arrow tables"
+        assert w.scalar("SELECT count(DISTINCT k) FROM env") == 200_000
+        assert w.scalar("SELECT body FROM env WHERE k = 123456") == (
+            "{\"payload\":\"123456" + "x" * 200 + "\"}")
+    finally:
+        w.close()

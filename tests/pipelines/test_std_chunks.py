@@ -163,7 +163,7 @@ def test_transaction_groups_hold_chunks_up_to_the_txn_rows(monkeypatch) -> None:
     groups = flow._txn_groups(units, flow.std_txn_rows())
     assert [len(g) for g in groups] == [3, 3, 2]
     monkeypatch.delenv("HISX_STD_TXN_ROWS")
-    assert flow.std_txn_rows() == 150_000
+    assert flow.std_txn_rows() == 500_000
     monkeypatch.setenv("HISX_STD_TXN_ROWS", "-1")
     with pytest.raises(ValueError, match="HISX_STD_TXN_ROWS"):
         flow.std_txn_rows()

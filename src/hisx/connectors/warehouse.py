@@ -144,6 +144,22 @@ class Warehouse:
         self.close()
 
 
+class _ArrowHandle:
+    """An Arrow table behind the Arrow PyCapsule stream interface, whose reference can be
+    dropped: DuckDB holds the handle until the transaction ends, not the table."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table: pa.Table | None = table
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        if self.table is None:
+            raise RuntimeError("this Arrow table was already loaded and released")
+        return self.table.__arrow_c_stream__(requested_schema)
+
+    def release(self) -> None:
+        self.table = None
+
+
 class DuckDBWarehouse(Warehouse):
     dialect = "duckdb"
 
@@ -198,9 +214,14 @@ class DuckDBWarehouse(Warehouse):
         return self.con.sql(text, params=bound).to_arrow_table()
 
     def load_arrow(self, table: str, data: pa.Table) -> int:
+        """Insert ``data``. It is handed to DuckDB through :class:`_ArrowHandle`, released
+        once the insert is done: DuckDB's Python client keeps every object a statement
+        scanned alive until the transaction ends, so a transaction of many inserts held all
+        their Arrow tables (a 500,000-row standardization transaction: 526 MB of them)."""
         if data.num_rows == 0:
             return 0
-        self.con.register("_hisx_load", data)
+        handle = _ArrowHandle(data)
+        self.con.register("_hisx_load", handle)
         try:
             cols = ", ".join(f'"{c}"' for c in data.column_names)
             self.con.execute(
@@ -208,6 +229,7 @@ class DuckDBWarehouse(Warehouse):
             )
         finally:
             self.con.unregister("_hisx_load")
+            handle.release()
         return data.num_rows
 
     def _begin(self) -> None:

@@ -415,9 +415,10 @@ def build_ledger_rows(dataset: str, tenant: str | None, standardized: pd.DataFra
         ',"event_time":', _json_fragments(event),
         ',"map_version":', _json_fragments(cols.get("map_version", [None] * n)),
         ',"load_id":' + _dumps(load_id) + ',"payload":', *_payload_parts(cols), "}", "")
-    topics = [c.topic] * n
-    reasons: list[str | None] = [None] * n
+    topics: list[str] = []
+    reasons: list[str | None] = []
     if bad:
+        topics, reasons = [c.topic] * n, [None] * n
         envs = envelope.to_pylist()
         props = c.schema.get("properties", {})
         for i, rs in bad.items():
@@ -437,19 +438,20 @@ def build_ledger_rows(dataset: str, tenant: str | None, standardized: pd.DataFra
             dtype=object), errors="coerce").to_numpy(dtype="datetime64[us]"), pa.timestamp("us"))
     return pa.table({
         "message_id": ids,
-        "dataset": pa.array([dataset] * n, pa.string()),
+        "dataset": pa.repeat(pa.scalar(dataset, pa.string()), n),
         "tenant": centers,
         "source_key": pa.array(sk, pa.int64()),
         "row_version": pa.array(rv, pa.int64()),
         "business_time": btimes,
-        "topic": pa.array(topics, pa.string()),
+        "topic": (pa.array(topics, pa.string()) if bad
+                  else pa.repeat(pa.scalar(c.topic, pa.string()), n)),
         "msg_key": pc.binary_join_element_wise(
             centers, ":", pc.cast(pa.array(sk, pa.int64()), pa.string()), ""),
         "envelope": envelope,
-        "reasons": pa.array(reasons, pa.string()),
-        "state": pa.array(["pending"] * n, pa.string()),
-        "load_id": pa.array([load_id] * n, pa.string()),
-        "enqueued_at": pa.array([now or datetime.now()] * n, pa.timestamp("us")),
+        "reasons": pa.array(reasons, pa.string()) if bad else pa.nulls(n, pa.string()),
+        "state": pa.repeat(pa.scalar("pending", pa.string()), n),
+        "load_id": pa.repeat(pa.scalar(load_id, pa.string()), n),
+        "enqueued_at": pa.repeat(pa.scalar(now or datetime.now(), pa.timestamp("us")), n),
     })
 
 

@@ -131,15 +131,15 @@ def std_chunk_rows() -> int:
 
 
 def std_txn_rows() -> int:
-    """Rows written per standardization transaction (``HISX_STD_TXN_ROWS``, 150,000):
+    """Rows written per standardization transaction (``HISX_STD_TXN_ROWS``, 500,000):
     consecutive chunks of any centers up to this many rows form one group. DuckDB writes a
-    transaction's append of a few row groups straight to the file, a smaller one through the
-    WAL and again at the checkpoint (700,000 feed-ledger rows: 9.3 s in transactions of
-    150,000 rows, 4.3 s in 350,000), but holds what a transaction wrote in memory until it
-    commits: on the 31-center backfill 500,000 rows made standardization 7 % faster and its
-    peak RSS 1,585 MB against 886. The default keeps the 1 GB bound; raise it where memory
-    is plentiful."""
-    return positive_int_env("HISX_STD_TXN_ROWS", 150_000)
+    transaction's full row groups straight to the file and the rest through the WAL, which
+    the checkpoint writes again: larger transactions write less twice (700,000 feed-ledger
+    rows: 9.3 s in transactions of 150,000 rows, 4.3 s in 350,000). Their memory no longer
+    grows with them since ``load_arrow`` releases each loaded table (the charges and
+    prescription items of 31 centers: peak RSS 626 MB at 150,000 rows, 606 MB at 500,000,
+    613 MB at 1,000,000; 1,320 MB at 500,000 before)."""
+    return positive_int_env("HISX_STD_TXN_ROWS", 500_000)
 
 
 def _key_chunks(wh: Warehouse, table: str, tenant: str, load_ids: list[str],
@@ -276,7 +276,8 @@ def _write(wh: Warehouse, spec, schema, batches: list[dict], computed: list) -> 
 def std_overlap() -> bool:
     """Whether a dataset's groups are written by a second thread while the next group is
     read and standardized (``HISX_STD_OVERLAP=1``; default off: on 2 cores it gained
-    nothing measurable, the GIL is shared, and two groups in memory took 1.9 GB against 1.2)."""
+    nothing measurable, the GIL is shared, and two groups in memory took 1.9 GB against 1.2).
+    Overlapped, a whole group's batches are held at once: lower ``HISX_STD_TXN_ROWS`` with it."""
     raw = os.environ.get("HISX_STD_OVERLAP", "0").strip().lower()
     if raw not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
         raise ValueError(f"HISX_STD_OVERLAP must be 1 or 0, not {raw!r}")

@@ -721,7 +721,8 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str | Sequence[str], 
     n_in = len(src)
     centers = _row_centers(tenant, n_in)
     if maps is None:
-        names = sorted(set(centers)) or [tenant if isinstance(tenant, str) else ""]
+        names = sorted(set(pd.unique(centers.to_numpy()))) or [
+            tenant if isinstance(tenant, str) else ""]
         if len({maps_group(c, vendor) for c in names}) > 1:
             raise ValueError(f"centers {names} do not share their maps (another vendor or "
                              "their own overrides): standardize them in separate batches")
