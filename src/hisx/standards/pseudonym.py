@@ -144,8 +144,12 @@ def person_key(key: PseudoKey, id_no: object, name: object = None, birth_date: o
     norm = normalize_id(id_no)
     if valid_id(norm):
         return hmac_hex(key, "id:" + str(norm)), STRONG
-    parts = ["weak", _text(name), _iso_date(birth_date), _text(gender)]
-    return hmac_hex(key, "|".join(parts)), WEAK
+    return hmac_hex(key, _weak_message(name, birth_date, gender)), WEAK
+
+
+def _weak_message(name: object, birth_date: object, gender: object) -> str:
+    """What a weak key is the HMAC of: normalized name, ISO birth date, gender as recorded."""
+    return "|".join(("weak", _text(name), _iso_date(birth_date), _text(gender)))
 
 
 def person_keys_strength(key: PseudoKey, id_nos: Iterable[object], names: Iterable[object],
@@ -155,20 +159,10 @@ def person_keys_strength(key: PseudoKey, id_nos: Iterable[object], names: Iterab
     ids, names_, births, genders_ = (_listed(c) for c in (id_nos, names, birth_dates, genders))
     norm = [normalize_id(x) for x in ids]
     strong = valid_ids(norm).tolist()
-    keyed = _keyed(key.secret)
-    keys: list[str] = []
-    strengths: list[str] = []
-    for i, ok in enumerate(strong):
-        h = keyed.copy()
-        if ok:
-            h.update(("id:" + norm[i]).encode("utf-8"))
-            strengths.append(STRONG)
-        else:
-            h.update("|".join(("weak", _text(names_[i]), _iso_date(births[i]),
-                               _text(genders_[i]))).encode("utf-8"))
-            strengths.append(WEAK)
-        keys.append(h.hexdigest())
-    return keys, strengths
+    keys = [hmac_hex(key, "id:" + norm[i]) if ok
+            else hmac_hex(key, _weak_message(names_[i], births[i], genders_[i]))
+            for i, ok in enumerate(strong)]
+    return keys, [STRONG if ok else WEAK for ok in strong]
 
 
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
