@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, postgresql
 
 from hisx.connectors.source import TableReader
-from hisx.connectors.source.statements import compile_sql, page_select
+from hisx.connectors.source.statements import compile_sql, page_select, page_sql
 from hisx.simulator import schema
 
 T = schema.registrations
@@ -72,6 +72,15 @@ def test_all_tenants_and_exact_types(engine):
     assert first["reg_fee"] == Decimal("13.35")
     assert first["reg_time"] == dt.datetime(2024, 3, 1, 8, 1, 0, 123456)
     assert first["visit_no"] == "门诊000001" and first["status"] == "正常"
+
+
+@pytest.mark.parametrize("dialect", ["mssql", "postgresql", "sqlite"])
+def test_page_sql_compiled_once_equals_each_page_compiled(dialect):
+    shapes = [("ORG_A", 5, 99, 1000), ("ORG_B", 7, None, 1000), (None, 0, 42, 10),
+              (None, 3, None, 10), ("ORG_A", 2**40, 2**41, 1000)]
+    for tenant, after, upto, limit in shapes:
+        want = compile_sql(page_select(T, dialect, tenant, after, upto, limit), dialect)
+        assert page_sql(T, dialect, tenant, after, upto, limit) == want
 
 
 def test_page_statement_compiles_keyset_for_mssql_and_postgres():

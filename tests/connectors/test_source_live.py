@@ -11,7 +11,9 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from hisx.connectors.source import extract as extract_mod
 from hisx.connectors.source.config import parse_source
+from hisx.connectors.source.endpoints import OdbcEndpoint
 from hisx.connectors.source.extract import (
     CursorState,
     NoHealthyReplica,
@@ -233,6 +235,49 @@ def test_parallel_readers_deliver_every_row_once_with_ordered_snapshots(pg_rig, 
         assert done[k].endpoint == "standby" and done[k].rows == 250 and done[k].tenant == orgs[k]
         assert states[k].rv == last_rv[k]
     assert not [t for t in threading.enumerate() if t.name.startswith("hisx-reader-")]
+
+
+@pytest.mark.parametrize("readers", [1, 2])
+def test_a_run_asks_fence_health_and_xmin_once_not_per_job(pg_rig, table, monkeypatch,
+                                                          readers):
+    """Many one-page (table, center) jobs, as an hour over a city: one fence per table, one
+    health probe per endpoint and about one xmin per reader, and every row read; the
+    next run takes a fresh fence and reads what was committed since."""
+    orgs = [f"3101150{k:02d}" for k in range(12)]
+    for k, org in enumerate(orgs):
+        insert(pg_rig, table, range(100 * k + 1, 100 * k + 6), org=org)
+    pg_rig.caught_up()
+    asked: list[str] = []
+    query = OdbcEndpoint.query
+
+    def counted(self, stmt, params=None):
+        asked.append(str(stmt))
+        return query(self, stmt, params)
+
+    monkeypatch.setattr(OdbcEndpoint, "query", counted)
+    monkeypatch.setattr(extract_mod, "HEALTH_REUSE_S", 600.0)  # however slow the machine
+    cfg = source(pg_rig, path="arrow-odbc")
+    states = {org: CursorState() for org in orgs}
+
+    def one_run() -> dict[str, list[int]]:
+        asked.clear()
+        got: dict[str, list[int]] = {}
+        for ev in extract_parallel(cfg, [(table, o, states[o]) for o in orgs],
+                                   max_readers=readers):
+            if ev.page is not None:
+                got.setdefault(orgs[ev.job], []).extend(ev.page.column("reg_id").to_pylist())
+        return got
+
+    got = one_run()
+    assert got == {o: list(range(100 * k + 1, 100 * k + 6)) for k, o in enumerate(orgs)}
+    assert sum("pg_snapshot_xmax" in q for q in asked) == 1  # one fence for the table
+    assert sum("pg_last_wal_replay_lsn" in q for q in asked) <= readers  # health, not per job
+    assert sum("pg_snapshot_xmin" in q for q in asked) <= 2 * readers
+    assert len(asked) < 2 * len(orgs)  # per job before: six each
+    insert(pg_rig, table, [9001, 9002], org=orgs[3])
+    pg_rig.caught_up()
+    assert one_run() == {orgs[3]: [9001, 9002]}  # a new run, a new fence
+    assert all(not st.fences for st in states.values())
 
 
 def test_parallel_readers_stop_when_the_consumer_stops_or_a_reader_fails(pg_rig, table):

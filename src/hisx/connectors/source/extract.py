@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -42,9 +43,12 @@ from hisx.connectors.source.endpoints import (
     parse_lsn,
 )
 from hisx.connectors.source.reader import ReadStats
-from hisx.connectors.source.statements import dialect_for, page_select, rv_expr
+from hisx.connectors.source.statements import dialect_for, page_sql, rv_expr
 
 MAX_FENCES = 64
+#: How long one run's readers reuse an endpoint's health probe when a job starts (between
+#: pages a job always probes afresh).
+HEALTH_REUSE_S = 1.0
 
 
 class NoHealthyReplica(RuntimeError):
@@ -116,6 +120,49 @@ def settled_bound(state: CursorState, reader_xmin: int) -> tuple[int, int]:
     return bound, bound_x
 
 
+class RunProbes:
+    """What the jobs of one run (:func:`extract_parallel`) would each ask the source alike,
+    asked once and shared by its readers. An hour over 250 centers is ~2,250 one-page
+    (table, tenant) jobs, and each asked six questions for its one page: the fence's two on
+    the primary, the primary's WAL position and the replica's health, the replica's xmin.
+
+    * A fence per table per run. A fence ``(L, X)`` is true whenever it was taken, so one
+      taken at the table's first job bounds every center's job of the run alike: rows
+      committed after it are read by the next run, as rows committed after a job's own
+      fence were.
+    * An endpoint's health, for :data:`HEALTH_REUSE_S` when a job starts.
+    * An endpoint's snapshot xmin, re-read whenever it does not settle a job's newest fence
+      (an xmin only grows, so an older one can only hold the bound lower, never higher).
+    """
+
+    def __init__(self, health_reuse_s: float | None = None) -> None:
+        self.health_reuse_s = HEALTH_REUSE_S if health_reuse_s is None else health_reuse_s
+        self._lock = threading.Lock()
+        self.fences: dict[str, tuple[int | None, int] | None] = {}
+        self._fence_locks: dict[str, threading.Lock] = {}
+        self._health: dict[str, tuple[float, Health]] = {}
+        self.xmin: dict[str, int] = {}
+
+    def health(self, name: str, probe: Callable[[], Health]) -> Health:
+        with self._lock:
+            hit = self._health.get(name)
+        if hit is not None and time.monotonic() - hit[0] < self.health_reuse_s:
+            return hit[1]
+        h = probe()
+        with self._lock:
+            self._health[name] = (time.monotonic(), h)
+        return h
+
+    def fence(self, table: str, take: Callable[[], tuple[int | None, int] | None]
+              ) -> tuple[int | None, int] | None:
+        with self._lock:
+            lock = self._fence_locks.setdefault(table, threading.Lock())
+        with lock:  # the other readers wait for the table's one fence
+            if table not in self.fences:
+                self.fences[table] = take()
+            return self.fences[table]
+
+
 def resolve_path(cfg: SourceConfig, extraction_path: str | None = None) -> str:
     """arrow-odbc unless asked otherwise; pyodbc under ``auto`` when a char_encoding is set
     (arrow-odbc cannot decode GBK narrow text: pyodbc does)."""
@@ -123,6 +170,11 @@ def resolve_path(cfg: SourceConfig, extraction_path: str | None = None) -> str:
     if path == "auto":
         path = "pyodbc" if cfg.char_encoding else "arrow-odbc"
     return path
+
+
+@lru_cache(maxsize=256)
+def _schema(table: sa.Table, dialect: str) -> pa.Schema:
+    return table_schema(table, dialect_for(dialect))
 
 
 class SourceExtractor:
@@ -133,7 +185,7 @@ class SourceExtractor:
     landing each batch never loses or repeats a row, whatever fails in between."""
 
     def __init__(self, cfg: SourceConfig, *, sleep: Callable[[float], None] = time.sleep,
-                 extraction_path: str | None = None) -> None:
+                 extraction_path: str | None = None, probes: RunProbes | None = None) -> None:
         if cfg.url is not None:
             raise ValueError("a url: source has no replicas: use TableReader on an engine")
         cfg.require_secrets()  # a clear error now, not a driver login failure later
@@ -145,6 +197,8 @@ class SourceExtractor:
                          for r in cfg.replicas]
         self.path = resolve_path(cfg, extraction_path)
         self._slots = threading.BoundedSemaphore(self.policy.max_readers)
+        #: shared by the readers of one run (extract_parallel); None: every job asks afresh
+        self.probes = probes
         self.last: ExtractStats | None = None
         self._bound_x = 0
 
@@ -173,12 +227,13 @@ class SourceExtractor:
             return mssql_health_from_row(ep.name, rows[0] if rows else None, p_commit, lag)
         raise ValueError(f"no replica health for dialect {self.cfg.dialect}")
 
-    def route(self, stats: ExtractStats) -> OdbcEndpoint:
-        """A healthy replica, else per policy: wait (poll until timeout), primary, fail."""
+    def route(self, stats: ExtractStats, reuse: bool = False) -> OdbcEndpoint:
+        """A healthy replica, else per policy: wait (poll until timeout), primary, fail.
+        ``reuse``: a healthy probe of this run's last :data:`HEALTH_REUSE_S` will do."""
         deadline = time.monotonic() + self.policy.wait_timeout_s
         while True:
             for ep in self.replicas:
-                h = self.health(ep)
+                h = self._job_health(ep) if reuse else self.health(ep)
                 if h.healthy:
                     stats.reader_in_recovery = h.in_recovery
                     stats.lag = h.lag
@@ -197,24 +252,47 @@ class SourceExtractor:
             self.sleep(self.policy.wait_poll_s)
             stats.waited_s += time.monotonic() - t0
 
+    def _job_health(self, ep: OdbcEndpoint) -> Health:
+        """A job's first probe: this run's recent healthy one when there is (RunProbes)."""
+        if self.probes is None:
+            return self.health(ep)
+        h = self.probes.health(ep.name, lambda: self.health(ep))
+        return h if h.healthy else self.health(ep)
+
     # -- bounds ------------------------------------------------------------------------------
-    def take_fence(self, table: sa.Table, state: CursorState) -> None:
-        """PG: add (L, X) from the primary; skipped (no progress, still safe) if unreachable."""
-        if self.cfg.dialect != "postgresql":
-            return
+    def _fence(self, table: sa.Table) -> tuple[int | None, int] | None:
         hw_stmt, xmax_sql = pg_fence_statements(table)
         try:
             (hw,) = self.primary.query(hw_stmt)[0]
             (xmax,) = self.primary.query(xmax_sql)[0]
         except EndpointError:
+            return None
+        return (None if hw is None else int(hw)), int(xmax)
+
+    def take_fence(self, table: sa.Table, state: CursorState) -> None:
+        """PG: add (L, X) from the primary (once per table in a run with RunProbes);
+        skipped (no progress, still safe) if unreachable."""
+        if self.cfg.dialect != "postgresql":
             return
-        if hw is not None and int(hw) > state.rv:
-            state.fences.append([int(hw), int(xmax)])
+        f = (self._fence(table) if self.probes is None
+             else self.probes.fence(table.name, lambda: self._fence(table)))
+        if f is not None and f[0] is not None and f[0] > state.rv:
+            state.fences.append([f[0], f[1]])
+
+    def _reader_xmin(self, ep: OdbcEndpoint, state: CursorState) -> int:
+        """The reader's snapshot xmin; this run's last one while it settles every fence."""
+        if self.probes is not None:
+            known = self.probes.xmin.get(ep.name)
+            if known is not None and all(x <= known for _, x in state.fences):
+                return known
+        (xmin,) = ep.query(PG_READER_XMIN_SQL)[0]
+        if self.probes is not None:
+            self.probes.xmin[ep.name] = max(int(xmin), self.probes.xmin.get(ep.name, 0))
+        return int(xmin)
 
     def upper_bound(self, ep: OdbcEndpoint, state: CursorState) -> int:
         if self.cfg.dialect == "postgresql":
-            (xmin,) = ep.query(PG_READER_XMIN_SQL)[0]
-            bound, self._bound_x = settled_bound(state, int(xmin))
+            bound, self._bound_x = settled_bound(state, self._reader_xmin(ep, state))
             return bound
         (v,) = ep.query(mssql_min_active_select())[0]
         return max(state.rv, int(v))
@@ -224,18 +302,18 @@ class SourceExtractor:
                 state: CursorState) -> Iterator[pa.Table]:
         table = table_name if isinstance(table_name, sa.Table) else self.cfg.table(table_name)
         org = tenant.org_code if isinstance(tenant, Tenant) else tenant
-        schema = table_schema(table, dialect_for(self.cfg.dialect))
+        schema = _schema(table, self.cfg.dialect)
         stats = ExtractStats(source=self.cfg.name, table=table.name, tenant=org, path=self.path,
                              cursor_before=state.rv, cursor_after=state.rv)
         self.last = stats
         self.take_fence(table, state)
-        ep = self.route(stats)
+        ep = self.route(stats, reuse=True)
         stats.endpoint = ep.name
         upto = self.upper_bound(ep, state)
         stats.upper_bound = upto
         chunk = self.policy.chunk_rows
         while state.rv < upto:
-            stmt = page_select(table, self.cfg.dialect, org, state.rv, upto, chunk)
+            stmt = page_sql(table, self.cfg.dialect, org, state.rv, upto, chunk)
             t0 = time.perf_counter()
             try:
                 with self._slots:
@@ -298,7 +376,9 @@ def extract_parallel(cfg: SourceConfig, jobs: list[tuple[str | sa.Table, Tenant 
     read; each job's own events stay in order. The hand-over queue holds at most
     ``max_readers`` pages, so memory is bounded by about 2 x max_readers pages whatever the
     table size. The pyodbc path always reads with one reader. A reader's exception is re-raised here after the pages already yielded; the
-    other readers stop at their next page. ``max_readers=1`` reads in the calling thread."""
+    other readers stop at their next page. ``max_readers=1`` reads in the calling thread.
+    The readers share one :class:`RunProbes`: a fence per table, health and xmin asked once
+    for the run's jobs rather than by each."""
     import queue
 
     n = min(max_readers or cfg.policies.max_readers, len(jobs)) or 1
@@ -307,8 +387,9 @@ def extract_parallel(cfg: SourceConfig, jobs: list[tuple[str | sa.Table, Tenant 
         # nothing and stretched each page's source transaction (bench_extract: 0.9 s with
         # one reader, 2.1-2.5 s with two), so pyodbc reads with one.
         n = 1
+    probes = RunProbes()
     if n == 1:
-        ex = SourceExtractor(cfg, extraction_path=extraction_path)
+        ex = SourceExtractor(cfg, extraction_path=extraction_path, probes=probes)
         try:
             for i, (table, tenant, state) in enumerate(jobs):
                 for page in ex.extract(table, tenant, state):
@@ -336,7 +417,7 @@ def extract_parallel(cfg: SourceConfig, jobs: list[tuple[str | sa.Table, Tenant 
     def reader() -> None:
         ex = None
         try:
-            ex = SourceExtractor(cfg, extraction_path=extraction_path)
+            ex = SourceExtractor(cfg, extraction_path=extraction_path, probes=probes)
             while not stop.is_set():
                 try:
                     i = todo.get_nowait()
@@ -379,6 +460,7 @@ def endpoint_from_odbc(name: str, odbc: str, role: str = "replica") -> Endpoint:
     return Endpoint(name=name, odbc=odbc, role=role)
 
 
-__all__ = ["CursorState", "ExtractStats", "JobEvent", "NoHealthyReplica", "SourceExtractor",
+__all__ = ["CursorState", "ExtractStats", "JobEvent", "NoHealthyReplica", "RunProbes",
+           "SourceExtractor",
            "extract_parallel",
            "mssql_min_active_select", "pg_fence_statements", "rv_expr", "settled_bound"]

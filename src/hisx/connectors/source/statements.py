@@ -7,6 +7,8 @@ Keyset paging only (no OFFSET): ``WHERE org_code = :t AND row_version > :after
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
@@ -97,3 +99,24 @@ def compile_sql(stmt: sa.ClauseElement, dialect: str | Dialect, **kw) -> tuple[s
     params = compiled.construct_params()
     order = compiled.positiontup or []
     return str(compiled), [params[k] for k in order]
+
+
+@lru_cache(maxsize=512)
+def _page_template(table: sa.Table, dialect: str, by_tenant: bool, bounded: bool,
+                   limit: int) -> tuple[str, tuple[str, ...], dict]:
+    stmt = page_select(table, dialect, "" if by_tenant else None, 0, 0 if bounded else None,
+                       limit)
+    d = dialect_for(dialect, paramstyle="qmark")
+    compiled = stmt.compile(dialect=d, compile_kwargs={"render_postcompile": True})
+    return str(compiled), tuple(compiled.positiontup or ()), dict(compiled.construct_params())
+
+
+def page_sql(table: sa.Table, dialect: str, tenant: str | None, after: int, upto: int | None,
+             limit: int) -> tuple[str, list]:
+    """:func:`compile_sql` of :func:`page_select`, compiled once per table and shape: an
+    hour over 250 centers reads ~2,250 one-page jobs, and compiling each page's statement
+    was ~10 % of the readers' time."""
+    sql, order, defaults = _page_template(table, dialect, tenant is not None, upto is not None,
+                                          limit)
+    values = {**defaults, "tenant": tenant, "after": after, "upto": upto}
+    return sql, [values[k] for k in order]
