@@ -87,6 +87,55 @@ def test_tenant_batches_equal_one_statement(wh, monkeypatch) -> None:
         runner.mart_batch_tenants()
 
 
+def test_short_ranges_take_more_centers_per_statement(monkeypatch) -> None:
+    """A day or a week of a city loads in few statements; a month or more, and the marts
+    that read whole months or a center's all, keep ``HISX_MART_BATCH_TENANTS`` centers."""
+    monkeypatch.setenv("HISX_MART_BATCH_TENANTS", "32")
+    day, week, month = date(2026, 8, 1), date(2026, 8, 7), date(2026, 8, 31)
+    assert runner.batch_tenants("fact_visit", day, day) == 32 * 31
+    assert runner.batch_tenants("mart_dq_daily", day, week) == 32 * 31 // 7
+    assert runner.batch_tenants("mart_visits_daily", day, month) == 32
+    assert runner.batch_tenants("fact_visit", *WIDE) == 32
+    for name in runner.WHOLE_MONTHS | runner.FULL_REFRESH:
+        assert runner.batch_tenants(name, day, day) == 32, name
+    assert {m for m in runner.MARTS if m.endswith("_monthly")} == runner.WHOLE_MONTHS
+
+
+def test_a_short_range_batches_by_center_days_with_the_same_rows(wh, monkeypatch) -> None:
+    """Three centers, one statement of 2 centers per month: a 15-day range goes in one
+    statement, a whole-month mart still in batches of 2; the rows equal one-by-one loads."""
+    ts = tenants(wh)
+    days = wh.query_df("SELECT business_date FROM std_outpatient_visit ORDER BY 1")
+    lo = days["business_date"].iloc[len(days) // 2]
+    lo = lo.date() if hasattr(lo, "date") else lo
+    rng = (lo, date.fromordinal(lo.toordinal() + 14))
+    for name in runner.MARTS:
+        wh.execute(f"DELETE FROM {name}")
+        for t in ts:
+            runner.load_mart(wh, name, t, *rng)
+    one_by_one = snapshot(wh)
+    calls: list[tuple[str, int]] = []
+    real = runner.load_mart_many
+
+    def spy(wh_, name, tenants_, a, b, since=None):
+        calls.append((name, len(tenants_)))
+        return real(wh_, name, tenants_, a, b, since)
+
+    monkeypatch.setattr(runner, "load_mart_many", spy)
+    monkeypatch.setenv("HISX_MART_BATCH_TENANTS", "2")
+    try:
+        for name in runner.MARTS:
+            wh.execute(f"DELETE FROM {name}")
+            runner.load_mart_many(wh, name, ts, *rng)
+        assert snapshot(wh) == one_by_one
+        assert [n for name, n in calls if name == "fact_visit"] == [3]  # 2 x 31 // 15 = 4
+        assert [n for name, n in calls if name == "mart_visits_monthly"] == [3, 2, 1]
+    finally:  # the world is shared by the other mart tests: every mart whole again
+        for name in runner.MARTS:
+            wh.execute(f"DELETE FROM {name}")
+            real(wh, name, ts, *WIDE)
+
+
 def test_separable_marts_are_the_reviewed_ones() -> None:
     separable = {m for m in runner.MARTS if runner.tenant_separable(m)}
     assert separable == set(runner.TENANT_SEPARABLE)

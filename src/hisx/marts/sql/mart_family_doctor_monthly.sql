@@ -73,27 +73,30 @@ chronic_m AS (
       ON f.tenant = b.tenant AND f.month_start = b.month_start AND f.person_key = h.person_key
     GROUP BY b.tenant, b.month_start
 ),
+-- the months' valid visits, read once for both counts below (the EXISTS alone had DuckDB
+-- mark every visit of the warehouse, unpruned by center, before filtering)
+visits AS (
+    SELECT tenant, person_key, period_start,
+           CAST(date_trunc('month', period_start) AS DATE) AS month_start
+    FROM fact_visit
+    WHERE tenant = :tenant AND is_valid
+      AND period_start >= CAST(date_trunc('month', CAST(:date_from AS DATE)) AS DATE)
+),
 -- the valid visits by a resident with a contract in force on the visit day, as a semi-join
 -- in WHERE (a hash semi join on tenant and person): an EXISTS inside the aggregate's FILTER
 -- is a correlated subplan per visit on PostgreSQL
 contracted_v AS (
-    SELECT v.tenant, CAST(date_trunc('month', v.period_start) AS DATE) AS month_start,
-           COUNT(*) AS contracted_visits
-    FROM fact_visit v
-    WHERE v.tenant = :tenant AND v.is_valid
-      AND v.period_start >= CAST(date_trunc('month', CAST(:date_from AS DATE)) AS DATE)
-      AND EXISTS (SELECT 1 FROM contracts c
+    SELECT v.tenant, v.month_start, COUNT(*) AS contracted_visits
+    FROM visits v
+    WHERE EXISTS (SELECT 1 FROM contracts c
                   WHERE c.tenant = v.tenant AND c.person_key = v.person_key
                     AND v.period_start BETWEEN c.start_date AND c.end_date)
-    GROUP BY v.tenant, CAST(date_trunc('month', v.period_start) AS DATE)
+    GROUP BY v.tenant, v.month_start
 ),
 visits_m AS (
-    SELECT v.tenant, CAST(date_trunc('month', v.period_start) AS DATE) AS month_start,
-           COUNT(*) AS visits
-    FROM fact_visit v
-    WHERE v.tenant = :tenant AND v.is_valid
-      AND v.period_start >= CAST(date_trunc('month', CAST(:date_from AS DATE)) AS DATE)
-    GROUP BY v.tenant, CAST(date_trunc('month', v.period_start) AS DATE)
+    SELECT tenant, month_start, COUNT(*) AS visits
+    FROM visits
+    GROUP BY tenant, month_start
 ),
 residents AS (
     SELECT tenant, month_start, COUNT(*) AS contracted_residents
