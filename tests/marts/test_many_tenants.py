@@ -88,17 +88,21 @@ def test_tenant_batches_equal_one_statement(wh, monkeypatch) -> None:
 
 
 def test_short_ranges_take_more_centers_per_statement(monkeypatch) -> None:
-    """A day or a week of a city loads in few statements; a month or more, and the marts
-    that read whole months or a center's all, keep ``HISX_MART_BATCH_TENANTS`` centers."""
+    """A day or a week of a city loads in few statements when the mart reads only the
+    range's rows; a month or more, and the marts that read more, keep
+    ``HISX_MART_BATCH_TENANTS`` centers."""
     monkeypatch.setenv("HISX_MART_BATCH_TENANTS", "32")
     day, week, month = date(2026, 8, 1), date(2026, 8, 7), date(2026, 8, 31)
     assert runner.batch_tenants("fact_visit", day, day) == 32 * 31
-    assert runner.batch_tenants("mart_dq_daily", day, week) == 32 * 31 // 7
+    assert runner.batch_tenants("mart_visits_daily", day, week) == 32 * 31 // 7
     assert runner.batch_tenants("mart_visits_daily", day, month) == 32
     assert runner.batch_tenants("fact_visit", *WIDE) == 32
-    for name in runner.WHOLE_MONTHS | runner.FULL_REFRESH:
+    others = set(runner.MARTS) - runner.RANGE_BOUND
+    assert {m for m in runner.MARTS if m.endswith("_monthly")} | set(runner.FULL_REFRESH) | {
+        "mart_dq_daily", "mart_data_quality"} == others
+    for name in others:
         assert runner.batch_tenants(name, day, day) == 32, name
-    assert {m for m in runner.MARTS if m.endswith("_monthly")} == runner.WHOLE_MONTHS
+    assert set(runner.MARTS) >= runner.RANGE_BOUND
 
 
 def test_a_short_range_batches_by_center_days_with_the_same_rows(wh, monkeypatch) -> None:

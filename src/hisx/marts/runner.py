@@ -320,25 +320,30 @@ def mart_batch_tenants() -> int:
     return positive_int_env("HISX_MART_BATCH_TENANTS", 32)
 
 
-#: Marts whose statements read whole months (or every month from the range's on) whatever
-#: the day range they are given: their work per center does not shrink with the range.
-WHOLE_MONTHS: frozenset[str] = frozenset({
-    "mart_visits_monthly", "mart_revenue_monthly", "mart_drug_monthly",
-    "mart_diagnosis_monthly", "mart_chronic_monthly", "mart_family_doctor_monthly",
+#: Marts whose work per center follows the day range they are given: they read only the
+#: range's rows (a fact, by key or by day; a daily count; the range's persons and days). The
+#: others read more whatever the range: the monthly marts whole months (the cumulative ones
+#: every month from the range's on), the data-quality marts a center's whole ODS tables,
+#: quarantine or charges (over 90 centers of the 250-center hour's week, mart_dq_daily
+#: reached DuckDB's 512 MB mart cap and was no faster than three statements of 32).
+RANGE_BOUND: frozenset[str] = frozenset({
+    "fact_visit", "fact_diagnosis", "fact_prescription_item", "fact_charge", "fact_dispense",
+    "fact_chronic_followup", "fact_family_contract", "mart_visits_daily",
+    "mart_revenue_daily", "dim_date", "dim_person",
 })
 
 
 def batch_tenants(name: str, date_from: date, date_to: date) -> int:
     """Centers per statement for one mart and range: :func:`mart_batch_tenants` for a month
-    or more, and as many more as keep the statement's center-days at that many months' (a
-    one-day range: every center of a city at once). A mart that reads whole months
-    (:data:`WHOLE_MONTHS`) or a center's all (:data:`FULL_REFRESH`) keeps the month's count.
+    or more; for a :data:`RANGE_BOUND` mart, as many more as keep the statement's
+    center-days at a month's (a one-day range: every center of a city at once). The other
+    marts keep the month's count whatever the range.
 
     An hour touches a day or a week of every center: in batches of 32 centers, the fixed
     cost of each statement (its scratch tables, the compare, the commit) was most of the
     light marts' time (250 centers: 8 batches of each of 25 marts)."""
     base = mart_batch_tenants()
-    if name in WHOLE_MONTHS or name in FULL_REFRESH:
+    if name not in RANGE_BOUND:
         return base
     days = (date_to - date_from).days + 1
     return max(base, base * 31 // max(days, 1))
