@@ -122,7 +122,7 @@ def settled_bound(state: CursorState, reader_xmin: int) -> tuple[int, int]:
 
 class RunProbes:
     """What the jobs of one run (:func:`extract_parallel`) would each ask the source alike,
-    asked once and shared by its readers. An hour over 250 centers is ~2,250 one-page
+    asked once and shared by its readers. An hour over 250 centers is ~3,250 one-page
     (table, tenant) jobs, and each asked six questions for its one page: the fence's two on
     the primary, the primary's WAL position and the replica's health, the replica's xmin.
 
