@@ -107,6 +107,7 @@ def incremental(rig, src: dict, reps: int = 3, late_reps: int = 3) -> dict:
     import psycopg
 
     from bench_city import CACHE, _dsn, hisx_backfill
+    from bench_common import require_disk
     from hisx.connectors.warehouse import Warehouse
     from hisx.simulator import append_activity
 
@@ -114,6 +115,8 @@ def incremental(rig, src: dict, reps: int = 3, late_reps: int = 3) -> dict:
     env = {**os.environ, **rig.env}
     scratch = dict(src, db=src["db"] + "_inc")
     rig.primary(f"DROP DATABASE IF EXISTS {scratch['db']} WITH (FORCE)")
+    # the scratch copy on the primary and on the standby, and a warehouse about its size
+    require_disk(rig, src["db"], CACHE, 3.5, "the incremental benchmark")
     rig.primary(f"CREATE DATABASE {scratch['db']} TEMPLATE {src['db']} STRATEGY FILE_COPY")
     wh_path = CACHE / "city_incremental.duckdb"
     for p in (wh_path, Path(f"{wh_path}.wal")):

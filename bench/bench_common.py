@@ -79,3 +79,19 @@ class PhaseRss(threading.Thread):
         self._sample()
         self._stop.set()
         return self.peaks
+
+
+def require_disk(rig, src_db: str, where, copies: float, what: str) -> None:
+    """Stop with a clear message before a run that cannot fit: ``copies`` × the source
+    database's size must be free on the disk holding ``where`` (the rig's data directory and
+    the bench cache share it). A full disk otherwise surfaces as a failed DuckDB commit or a
+    crashed standby halfway through a 30-minute run."""
+    import shutil
+
+    ((size,),) = rig.primary("SELECT pg_database_size(%s)", (src_db,))
+    need, free = copies * int(size), shutil.disk_usage(where).free
+    if free < need:
+        raise SystemExit(
+            f"{what} needs ~{need / 2**30:.0f} GiB free on {where} ({copies:g} × the "
+            f"{size / 2**30:.1f} GiB source {src_db}); {free / 2**30:.0f} GiB are free. Drop "
+            "kept scratch state first (bench/profile_hour.py --reset, bench/.cache/*.duckdb).")

@@ -44,6 +44,7 @@ def prepare(rig, centers: int, hour: datetime) -> dict:
 
     from bench_city import _dsn, hisx_backfill
     from bench_city import prepare as prepare_source
+    from bench_common import require_disk
     from hisx.connectors.warehouse import Warehouse
     from hisx.simulator import append_activity
 
@@ -55,6 +56,8 @@ def prepare(rig, centers: int, hour: datetime) -> dict:
     src = prepare_source(rig, centers, 18000)
     scratch = dict(src, db=src["db"] + "_prof")
     rig.primary(f"DROP DATABASE IF EXISTS {scratch['db']} WITH (FORCE)")
+    # the scratch copy on the primary and on the standby, the snapshot and one replay's copy
+    require_disk(rig, src["db"], state, 4.5, "profile_hour's first run")
     rig.primary(f"CREATE DATABASE {scratch['db']} TEMPLATE {src['db']} STRATEGY FILE_COPY")
     rig.caught_up(timeout=600)
     env = {**os.environ, **rig.env}
