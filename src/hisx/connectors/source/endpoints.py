@@ -157,11 +157,9 @@ class OdbcEndpoint:
         return self._run(sql, p)
 
     # -- pages -----------------------------------------------------------------------------
-    def fetch_page(self, stmt: sa.Select | tuple[str, list], schema: pa.Schema,
-                   path: str) -> pa.Table:
-        """One page of a Core statement, or of SQL already compiled for this dialect
-        (``(sql, params)``, as :func:`~hisx.connectors.source.statements.page_sql` gives)."""
-        sql, params = stmt if isinstance(stmt, tuple) else compile_sql(stmt, self.dialect)
+    def fetch_page(self, sql: str, params: list, schema: pa.Schema, path: str) -> pa.Table:
+        """One page of SQL compiled for this dialect (as
+        :func:`~hisx.connectors.source.statements.page_sql` gives it)."""
         if path == "arrow-odbc":
             return self._fetch_arrow(sql, params, schema)
         return rows_to_arrow(self._run(sql, params), schema)

@@ -144,13 +144,16 @@ class RunProbes:
         self.xmin: dict[str, int] = {}
 
     def health(self, name: str, probe: Callable[[], Health]) -> Health:
+        """A healthy probe of the last ``health_reuse_s``, else ``probe()`` (only a healthy
+        answer is kept: an unhealthy endpoint is asked again by the next job)."""
         with self._lock:
             hit = self._health.get(name)
         if hit is not None and time.monotonic() - hit[0] < self.health_reuse_s:
             return hit[1]
         h = probe()
-        with self._lock:
-            self._health[name] = (time.monotonic(), h)
+        if h.healthy:
+            with self._lock:
+                self._health[name] = (time.monotonic(), h)
         return h
 
     def fence(self, table: str, take: Callable[[], tuple[int | None, int] | None]
@@ -256,8 +259,7 @@ class SourceExtractor:
         """A job's first probe: this run's recent healthy one when there is (RunProbes)."""
         if self.probes is None:
             return self.health(ep)
-        h = self.probes.health(ep.name, lambda: self.health(ep))
-        return h if h.healthy else self.health(ep)
+        return self.probes.health(ep.name, lambda: self.health(ep))
 
     # -- bounds ------------------------------------------------------------------------------
     def _fence(self, table: sa.Table) -> tuple[int | None, int] | None:
@@ -313,11 +315,11 @@ class SourceExtractor:
         stats.upper_bound = upto
         chunk = self.policy.chunk_rows
         while state.rv < upto:
-            stmt = page_sql(table, self.cfg.dialect, org, state.rv, upto, chunk)
+            sql, params = page_sql(table, self.cfg.dialect, org, state.rv, upto, chunk)
             t0 = time.perf_counter()
             try:
                 with self._slots:
-                    page = ep.fetch_page(stmt, schema, self.path)
+                    page = ep.fetch_page(sql, params, schema, self.path)
             except EndpointError as e:
                 stats.skipped.append(f"{ep.name}: {e}")
                 ep, upto = self._reroute(stats, state, upto)
