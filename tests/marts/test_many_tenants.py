@@ -99,7 +99,7 @@ def test_short_ranges_take_more_centers_per_statement(monkeypatch) -> None:
     assert runner.batch_tenants("fact_visit", *WIDE) == 32
     others = set(runner.MARTS) - runner.RANGE_BOUND
     assert {m for m in runner.MARTS if m.endswith("_monthly")} | set(runner.FULL_REFRESH) | {
-        "mart_dq_daily", "mart_data_quality"} == others
+        "mart_data_quality"} == others
     for name in others:
         assert runner.batch_tenants(name, day, day) == 32, name
     assert set(runner.MARTS) >= runner.RANGE_BOUND
@@ -212,10 +212,10 @@ def _edge_cases(wh: Warehouse) -> None:
                    "division_code, his_vendor, updated_at, row_version, _load_id, _loaded_at "
                    "FROM ods_organizations WHERE org_code = :t", {"z": NO_DATA, "t": ts[0]})
         wh.execute("INSERT INTO quarantine (dataset, tenant, source_table, source_key, "
-                   "row_version, reasons, original, load_id, quarantined_at) VALUES "
-                   "('charge', :z, 'charges', 1, 1, '[\"invalid:amount\"]', "
-                   "'{\"charge_time\": \"2026-08-05 10:00:00\"}', 'test', :at)",
-                   {"z": NO_DATA, "at": datetime(2026, 8, 6)})
+                   "row_version, reasons, original, load_id, quarantined_at, business_date) "
+                   "VALUES ('charge', :z, 'charges', 1, 1, '[\"invalid:amount\"]', "
+                   "'{\"charge_time\": \"2026-08-05 10:00:00\"}', 'test', :at, :d)",
+                   {"z": NO_DATA, "at": datetime(2026, 8, 6), "d": date(2026, 8, 5)})
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -205,6 +205,74 @@ def test_dq_scorecard_counts(wh) -> None:
     assert load["rows_in"].sum() == log
 
 
+def _ods_delays(wh, dataset: str) -> pd.DataFrame:
+    """Per center and business day: rows whose ODS row arrived on a later day, and the mean
+    and max delay in hours, from the ODS rows joined in pandas (not from the std column)."""
+    spec = DATASETS[dataset]
+    s = std(wh, dataset)[["tenant", "source_key", "business_date", "business_time"]]
+    o = wh.query_df(f"SELECT org_code AS tenant, {spec.pk} AS source_key, updated_at "
+                    f"FROM ods_{spec.source_table}")
+    m = s.merge(o, on=["tenant", "source_key"], validate="one_to_one")
+    h = (pd.to_datetime(m["updated_at"]) - pd.to_datetime(m["business_time"])
+         ).dt.total_seconds() / 3600
+    m = m.assign(h=h, late=pd.to_datetime(m["updated_at"]).dt.date > m["business_date"])
+    return m.groupby(["tenant", "business_date"]).agg(
+        late=("late", "sum"), avg=("h", "mean"), mx=("h", "max"))
+
+
+def test_dq_timeliness_equals_the_ods_arrivals(wh) -> None:
+    """The daily DQ mart reads each std row's stored arrival and each quarantined row's stored
+    business day; they must give what the ODS rows and the original JSON give."""
+    got = mart(wh, "mart_dq_daily")
+    for ds in ("outpatient_visit", "charge", "person"):
+        exp = _ods_delays(wh, ds)
+        g = got[got.dataset == ds].set_index(["tenant", "period_start"])
+        g = g[g["standardized"] > 0].sort_index()
+        exp = exp.rename_axis(["tenant", "period_start"]).sort_index()
+        assert list(g.index) == list(exp.index), ds
+        assert g["late_rows"].astype(int).tolist() == exp["late"].astype(int).tolist(), ds
+        np.testing.assert_allclose(g["avg_delay_hours"].astype(float), exp["avg"], atol=1e-6)
+        np.testing.assert_allclose(g["max_delay_hours"].astype(float), exp["mx"], atol=1e-6)
+        assert (exp["mx"] > 0).any(), ds  # real delays, so the comparison compares something
+    q = wh.query_df("SELECT dataset, original, business_date FROM quarantine")
+    assert len(q) > 0
+    col = {d: s.business_time for d, s in DATASETS.items()}
+    days = [str(json.loads(o).get(col[d]) or "")[:10] or None
+            for d, o in zip(q["dataset"], q["original"], strict=True)]
+    stored = [None if pd.isna(d) else str(pd.Timestamp(d).date()) for d in q["business_date"]]
+    assert stored == days
+
+
+def test_an_older_warehouse_gets_the_dq_columns_filled(wh) -> None:
+    """A warehouse made before std rows kept their arrival and quarantine rows their business
+    day: opening it adds both, filled from ODS and from the original JSON, and the DQ marts
+    re-load to the same rows."""
+    std_tables = [f"std_{d}" for d in DATASETS]
+    cols = {t: wh.query_df(f"SELECT tenant, source_key, source_updated_at FROM {t}")
+            for t in std_tables}
+    qd = wh.query_df("SELECT dataset, tenant, source_key, business_date FROM quarantine")
+    before = {m: digest(wh, m) for m in ("mart_dq_daily", "mart_data_quality")}
+    with wh.transaction():
+        wh.execute("ALTER TABLE quarantine DROP COLUMN business_date")
+        for t in std_tables:
+            wh.execute(f"ALTER TABLE {t} DROP COLUMN source_updated_at")
+    runner.ensure_marts(wh)
+    for t in std_tables:
+        after = wh.query_df(f"SELECT tenant, source_key, source_updated_at FROM {t}")
+        key = ["tenant", "source_key"]
+        a, b = (x.sort_values(key).reset_index(drop=True) for x in (cols[t], after))
+        assert len(a) > 0 and a["source_updated_at"].notna().all(), t
+        pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    q2 = wh.query_df("SELECT dataset, tenant, source_key, business_date FROM quarantine")
+    key = ["dataset", "tenant", "source_key"]
+    pd.testing.assert_frame_equal(qd.sort_values(key).reset_index(drop=True),
+                                  q2.sort_values(key).reset_index(drop=True), check_dtype=False)
+    tenants = sorted(wh.query_df("SELECT DISTINCT tenant FROM fact_visit")["tenant"])
+    for m in before:
+        runner.load_mart_many(wh, m, tenants, date(2026, 8, 1), date(2026, 8, 31))
+    assert {m: digest(wh, m) for m in before} == before
+
+
 def test_rerun_partition_is_byte_identical(wh) -> None:
     tenant = str(wh.query_df("SELECT min(tenant) AS t FROM fact_visit")["t"][0])
     before = {m: digest(wh, m) for m in runner.MARTS}

@@ -39,7 +39,7 @@ __all__ = ["DATASETS", "DatasetSpec", "StdResult", "standardize", "person_key_lo
 
 CHINA_TZ = timezone(timedelta(hours=8))
 QUARANTINE_COLUMNS = ["dataset", "tenant", "source_table", "source_key", "row_version",
-                      "reasons", "original", "load_id", "quarantined_at"]
+                      "reasons", "original", "load_id", "quarantined_at", "business_date"]
 MAX_REASON_VALUE = 40
 #: datasets whose source rows reference a patient and so carry person_key
 NEEDS_PERSON_KEY = {"outpatient_visit", "chronic_followup", "family_contract"}
@@ -654,6 +654,24 @@ def _clean(x: object) -> object:
     return x
 
 
+def _original_days(raw: pd.Series) -> pd.Series:
+    """A quarantined row's business day: the date its original business-time value starts
+    with (what its ``original`` JSON shows), None when it does not start with one."""
+    def day(x: object) -> date | None:
+        if isinstance(x, datetime | pd.Timestamp):
+            return None if pd.isna(x) else x.date()
+        if isinstance(x, date):
+            return x
+        if isinstance(x, str):
+            try:
+                return date.fromisoformat(x[:10])
+            except ValueError:
+                return None
+        return None
+
+    return pd.Series([day(x) for x in raw.tolist()], dtype=object)
+
+
 def _original_json(row: Mapping[str, object]) -> str:
     return json.dumps({str(k): _clean(x) for k, x in row.items()}, default=_json_default,
                       ensure_ascii=False, sort_keys=True)
@@ -795,6 +813,7 @@ def standardize(dataset: str, df: pd.DataFrame, *, tenant: str | Sequence[str], 
         "original": pd.Series([_original_json(r) for r in qrows], dtype=object),
         "load_id": load_id,
         "quarantined_at": pd.Timestamp(now_local),
+        "business_date": _original_days(work.loc[qidx, spec.business_time]),
     }, columns=QUARANTINE_COLUMNS)
     if len(quarantined) == 0:
         quarantined = pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS})

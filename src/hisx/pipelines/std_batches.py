@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,7 +24,7 @@ from hisx.connectors.warehouse import Warehouse
 from hisx.marts import runner as marts
 from hisx.pipelines import feeds, ods, runlog
 from hisx.pipelines.std_stats import StdStats, Tenant
-from hisx.pipelines.std_tables import std_columns, std_table
+from hisx.pipelines.std_tables import ARRIVAL, std_columns, std_table
 
 #: one chunk of a center's backlog: (center, its pending loads, inclusive key range, rows,
 #: the loads that count as standardized once this chunk is written)
@@ -418,7 +419,7 @@ def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame
         q["quarantined_at"] = datetime.now()
         q["load_id"] = load_id
     qcols = ["dataset", "tenant", "source_table", "source_key", "row_version", "reasons",
-             "original", "load_id", "quarantined_at"]
+             "original", "load_id", "quarantined_at", "business_date"]
     with wh.transaction():
         wh.execute("DROP TABLE IF EXISTS stage_keys")
         wh.execute("CREATE TEMPORARY TABLE stage_keys (tenant VARCHAR(40), source_key BIGINT)")
@@ -433,7 +434,7 @@ def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame
         wh.execute(f"DELETE FROM {table} WHERE {in_batch}", rng)
         wh.execute(f"DELETE FROM quarantine WHERE dataset = :d AND {in_batch}",
                    {**rng, "d": dataset})
-        wh.load_arrow(table, _to_arrow(std, std_columns(schema)))
+        wh.load_arrow(table, _with_arrivals(_to_arrow(std, std_columns(schema)), df, spec.pk))
         if len(q):
             wh.load_arrow("quarantine", _to_arrow(q, qcols))
         wh.execute("DROP TABLE stage_keys")
@@ -446,6 +447,24 @@ def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame
         mark_dirty(wh, dataset, pd.concat([
             _days(old["tenant"], old["business_date"]),
             _days(df["org_code"], df[spec.business_time])], ignore_index=True), load_id)
+
+
+def _with_arrivals(std: pa.Table, df: pd.DataFrame, pk: str) -> pa.Table:
+    """``std`` with each row's source arrival (:data:`ARRIVAL`): the ``updated_at`` of the
+    source row it was standardized from (``df``, one row per key)."""
+    if std.num_rows == 0:
+        return std
+    df = df.drop_duplicates(["org_code", pk], keep="last")
+    src = pa.table({
+        "tenant": pc.cast(pa.array(df["org_code"], from_pandas=True), pa.string()),
+        "source_key": pc.cast(pa.array(df[pk], from_pandas=True), pa.int64()),
+        ARRIVAL: pa.array(pd.to_datetime(df["updated_at"], errors="coerce"),
+                          type=pa.timestamp("us"), from_pandas=True)})
+    pos = pa.table({"tenant": pc.cast(std["tenant"], pa.string()),
+                    "source_key": pc.cast(std["source_key"], pa.int64()),
+                    "_pos": pa.array(np.arange(std.num_rows))})
+    found = pos.join(src, ["tenant", "source_key"], join_type="left outer").sort_by("_pos")
+    return std.append_column(ARRIVAL, found[ARRIVAL])
 
 
 def _days(tenants: pd.Series, times: pd.Series) -> pd.DataFrame:

@@ -1,6 +1,10 @@
 """Warehouse DDL for standardized tables, derived from the datasets' JSON Schemas.
 
 The JSON Schema is the contract; the table follows it, so a schema change is a table change.
+Besides the contract's columns the warehouse keeps two of its own for the data-quality marts:
+each std row's source arrival (:data:`ARRIVAL`, the ODS row's ``updated_at``) and each
+quarantined row's business day, so those marts read their day range instead of joining the
+centers' whole ODS tables and parsing every quarantined row's JSON. Neither is published.
 """
 
 from __future__ import annotations
@@ -19,8 +23,15 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reasons TEXT NOT NULL,
     original TEXT NOT NULL,
     load_id VARCHAR(40) NOT NULL,
-    quarantined_at TIMESTAMP NOT NULL
+    quarantined_at TIMESTAMP NOT NULL,
+    business_date DATE
 )"""
+
+#: the std tables' warehouse-only column: when the standardized version reached the source
+#: (its ODS row's ``updated_at``); not in the dataset's schema, so not in its feed
+ARRIVAL = "source_updated_at"
+#: centers per statement when an older warehouse's std table gets its arrivals
+MIGRATE_TENANTS = 32
 
 
 def _sql_type(prop: dict[str, Any]) -> str:
@@ -52,6 +63,7 @@ def std_table(dataset: str) -> str:
 
 def std_ddl(dataset: str, schema: dict[str, Any]) -> str:
     cols = [f'"{name}" {_sql_type(p)}' for name, p in schema["properties"].items()]
+    cols.append(f'"{ARRIVAL}" TIMESTAMP')
     return f"CREATE TABLE IF NOT EXISTS {std_table(dataset)} ({', '.join(cols)})"
 
 
@@ -62,3 +74,39 @@ def std_columns(schema: dict[str, Any]) -> list[str]:
 def ensure_std(wh: Warehouse, dataset: str, schema: dict[str, Any]) -> None:
     wh.execute(QUARANTINE_DDL)
     wh.execute(std_ddl(dataset, schema))
+    _migrate(wh, dataset)
+
+
+def _has_column(wh: Warehouse, table: str, column: str) -> bool:
+    return bool(wh.scalar("SELECT count(*) FROM information_schema.columns WHERE "
+                          "table_name = :t AND column_name = :c", {"t": table, "c": column}))
+
+
+def _migrate(wh: Warehouse, dataset: str) -> None:
+    """Give tables made before the warehouse-only columns those columns, filled as the
+    data-quality marts computed them before: the arrival from the ODS row, the quarantined
+    row's business day from the first ten characters of its original business time."""
+    from hisx.pipelines.ods import ods_name
+    from hisx.standards.datasets import DATASETS
+
+    if not _has_column(wh, "quarantine", "business_date"):
+        cases = " ".join(f"WHEN '{d}' THEN CAST(original AS JSON) ->> '{s.business_time}'"
+                         for d, s in DATASETS.items())
+        with wh.transaction():
+            wh.execute("ALTER TABLE quarantine ADD COLUMN business_date DATE")
+            wh.execute("UPDATE quarantine SET business_date = CAST(SUBSTR(CASE dataset "
+                       f"{cases} END, 1, 10) AS DATE)")
+    table = f"std_{dataset}"
+    if not _has_column(wh, table, ARRIVAL):
+        spec = DATASETS[dataset]
+        ods, std = ods_name(spec.source_table), ident(table)
+        tenants = wh.query_df(f"SELECT DISTINCT tenant FROM {std} ORDER BY 1")["tenant"].tolist()
+        with wh.transaction():
+            wh.execute(f'ALTER TABLE {std} ADD COLUMN "{ARRIVAL}" TIMESTAMP')
+            # a few centers per statement: one join over a city's table outgrows DuckDB's cap
+            for i in range(0, len(tenants), MIGRATE_TENANTS):
+                names = {f"t{j}": t for j, t in enumerate(tenants[i:i + MIGRATE_TENANTS])}
+                wh.execute(f'UPDATE {std} SET "{ARRIVAL}" = o.updated_at FROM {ods} o '
+                           f"WHERE o.org_code = {std}.tenant AND o.{spec.pk} = {std}.source_key "
+                           f"AND {std}.tenant IN ({', '.join(':' + k for k in names)}) "
+                           f"AND o.org_code IN ({', '.join(':' + k for k in names)})", names)

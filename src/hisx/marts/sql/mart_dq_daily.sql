@@ -3,7 +3,10 @@
 -- q_<kind> = quarantined rows with at least one reason of that kind (a row can have several);
 -- timeliness: arrival delay = source arrival (ODS updated_at) - business time; late_rows are
 -- rows that arrived on a later day than their business day (offline backlog, late entry).
--- Quarantined rows are placed on the business day of their original business-time value.
+-- Quarantined rows are placed on the business day of their original business-time value
+-- (quarantine.business_date); the arrival is the std row's source_updated_at (its ODS row's
+-- updated_at when it was standardized): both kept by the warehouse so this mart reads only
+-- its day range.
 -- Grain: tenant × day × dataset. Range-loaded.
 CREATE TABLE IF NOT EXISTS mart_dq_daily (
     tenant VARCHAR(40) NOT NULL,
@@ -31,40 +34,40 @@ WHERE tenant = :tenant AND period_start BETWEEN :date_from AND :date_to;
 
 INSERT INTO mart_dq_daily
 WITH arrivals AS (
-    SELECT 'person' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
-    FROM std_person s JOIN ods_patients o ON o.org_code = s.tenant AND o.patient_id = s.source_key
+    SELECT 'person' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, s.source_updated_at AS arrived
+    FROM std_person s
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'outpatient_visit' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
-    FROM std_outpatient_visit s JOIN ods_registrations o ON o.org_code = s.tenant AND o.reg_id = s.source_key
+    SELECT 'outpatient_visit' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, s.source_updated_at AS arrived
+    FROM std_outpatient_visit s
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'diagnosis' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
-    FROM std_diagnosis s JOIN ods_diagnoses o ON o.org_code = s.tenant AND o.diag_id = s.source_key
+    SELECT 'diagnosis' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, s.source_updated_at AS arrived
+    FROM std_diagnosis s
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'prescription' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
-    FROM std_prescription s JOIN ods_prescriptions o ON o.org_code = s.tenant AND o.rx_id = s.source_key
+    SELECT 'prescription' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, s.source_updated_at AS arrived
+    FROM std_prescription s
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'prescription_item' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
-    FROM std_prescription_item s JOIN ods_prescription_items o ON o.org_code = s.tenant AND o.item_id = s.source_key
+    SELECT 'prescription_item' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, s.source_updated_at AS arrived
+    FROM std_prescription_item s
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'charge' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
-    FROM std_charge s JOIN ods_charges o ON o.org_code = s.tenant AND o.charge_id = s.source_key
+    SELECT 'charge' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, s.source_updated_at AS arrived
+    FROM std_charge s
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'dispense' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
-    FROM std_dispense s JOIN ods_dispenses o ON o.org_code = s.tenant AND o.dispense_id = s.source_key
+    SELECT 'dispense' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, s.source_updated_at AS arrived
+    FROM std_dispense s
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'chronic_followup' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
-    FROM std_chronic_followup s JOIN ods_chronic_followups o ON o.org_code = s.tenant AND o.followup_id = s.source_key
+    SELECT 'chronic_followup' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, s.source_updated_at AS arrived
+    FROM std_chronic_followup s
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
     UNION ALL
-    SELECT 'family_contract' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, o.updated_at AS arrived
-    FROM std_family_contract s JOIN ods_family_contracts o ON o.org_code = s.tenant AND o.contract_id = s.source_key
+    SELECT 'family_contract' AS dataset, s.tenant, s.business_date AS d, s.business_time AS bt, s.source_updated_at AS arrived
+    FROM std_family_contract s
     WHERE s.tenant = :tenant AND s.business_date BETWEEN :date_from AND :date_to
 ),
 std_day AS (
@@ -81,20 +84,9 @@ std_day AS (
     GROUP BY tenant, dataset, d
 ),
 q AS (
-    SELECT tenant, dataset, reasons,
-           CAST(SUBSTR(CASE dataset
-                WHEN 'person' THEN CAST(original AS JSON) ->> 'created_at'
-                WHEN 'outpatient_visit' THEN CAST(original AS JSON) ->> 'reg_time'
-                WHEN 'diagnosis' THEN CAST(original AS JSON) ->> 'diag_time'
-                WHEN 'prescription' THEN CAST(original AS JSON) ->> 'rx_time'
-                WHEN 'prescription_item' THEN CAST(original AS JSON) ->> 'rx_time'
-                WHEN 'charge' THEN CAST(original AS JSON) ->> 'charge_time'
-                WHEN 'dispense' THEN CAST(original AS JSON) ->> 'dispense_time'
-                WHEN 'chronic_followup' THEN CAST(original AS JSON) ->> 'followup_time'
-                WHEN 'family_contract' THEN CAST(original AS JSON) ->> 'signed_time'
-           END, 1, 10) AS DATE) AS d
+    SELECT tenant, dataset, reasons, business_date AS d
     FROM quarantine
-    WHERE tenant = :tenant
+    WHERE tenant = :tenant AND business_date BETWEEN :date_from AND :date_to
 ),
 q_day AS (
     SELECT tenant, dataset, d, COUNT(*) AS quarantined,
@@ -107,7 +99,6 @@ q_day AS (
            COUNT(*) FILTER (WHERE reasons LIKE '%"orphan:%') AS q_orphan,
            COUNT(*) FILTER (WHERE reasons NOT LIKE '%"unmapped:%' AND reasons NOT LIKE '%"invalid:%' AND reasons NOT LIKE '%"missing:%' AND reasons NOT LIKE '%"implausible:%' AND reasons NOT LIKE '%"inconsistent:%' AND reasons NOT LIKE '%"future:%' AND reasons NOT LIKE '%"orphan:%') AS q_other
     FROM q
-    WHERE d BETWEEN :date_from AND :date_to
     GROUP BY tenant, dataset, d
 ),
 days AS (
