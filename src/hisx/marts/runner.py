@@ -323,13 +323,13 @@ def mart_batch_tenants() -> int:
 #: Marts whose work per center follows the day range they are given: they read only the
 #: range's rows (a fact, by key or by day; a daily count; the range's persons and days; the
 #: daily data-quality counts, since std rows carry their arrival and quarantine rows their
-#: business day). The others read more whatever the range: the monthly marts whole months
-#: (the cumulative ones every month from the range's on), the load-log and scorecard
-#: data-quality marts a center's whole ODS tables, quarantine or charges.
+#: business day; the scorecard, which looks up only the range's prescriptions' visits and
+#: charges). The others read more whatever the range: the monthly marts whole months (the
+#: cumulative ones every month from the range's on), the load-log DQ mart the centers' logs.
 RANGE_BOUND: frozenset[str] = frozenset({
     "fact_visit", "fact_diagnosis", "fact_prescription_item", "fact_charge", "fact_dispense",
     "fact_chronic_followup", "fact_family_contract", "mart_visits_daily",
-    "mart_revenue_daily", "dim_date", "dim_person", "mart_dq_daily",
+    "mart_revenue_daily", "dim_date", "dim_person", "mart_dq_daily", "mart_data_quality",
 })
 
 
