@@ -35,8 +35,9 @@ OFFLINE_START = datetime(2026, 8, 12, 12, 0)  # mid-day: the day is half in
 VOLATILE = {"load_id", "_load_id", "loaded_at", "_loaded_at", "row_version", "refreshed_at",
             "updated_at", "logged_at", "quarantined_at", "built_at", "enqueued_at", "sent_at",
             "acked_at", "seq", "kafka_offset", "kafka_partition", "message_id", "attempts"}
-#: Timeliness measures: *meant* to show the backlog (arrival delay), not business content.
-ARRIVAL = {"late_rows", "avg_delay_hours", "max_delay_hours", "timeliness"}
+#: Timeliness measures and the std rows' source arrival they come from: *meant* to show the
+#: backlog (arrival delay), not business content.
+ARRIVAL = {"late_rows", "avg_delay_hours", "max_delay_hours", "timeliness", "source_updated_at"}
 #: Marts keyed by load day (how the data was loaded) rather than by business content.
 BY_LOAD = {"mart_dq_load_daily"}
 
