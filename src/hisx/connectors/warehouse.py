@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,12 @@ def split_statements(sql: str) -> list[str]:
         if body:
             out.append(body)
     return out
+
+
+def in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """``:p0, :p1, …`` and their bound values (dialect-neutral IN lists)."""
+    names = {f"{prefix}{i}": v for i, v in enumerate(values)}
+    return ", ".join(":" + k for k in names), names
 
 
 class Warehouse:

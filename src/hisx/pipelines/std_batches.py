@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hisx.connectors.warehouse import Warehouse
+from hisx.connectors.warehouse import Warehouse, in_list
 from hisx.marts import runner as marts
 from hisx.pipelines import feeds, ods, runlog
 from hisx.pipelines.std_stats import StdStats, Tenant
@@ -33,12 +33,6 @@ Unit = tuple[Tenant, list[str], tuple[int, int], int, list[str]]
 PERSON_KEY_CACHE_DDL = """CREATE TABLE IF NOT EXISTS person_key_cache (
     tenant VARCHAR(40) NOT NULL, patient_id BIGINT NOT NULL, row_version BIGINT NOT NULL,
     key_id VARCHAR(64) NOT NULL, person_key VARCHAR(64) NOT NULL)"""
-
-
-def _in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
-    """``:p0, :p1, …`` and their bound values (dialect-neutral IN lists)."""
-    names = {f"{prefix}{i}": v for i, v in enumerate(values)}
-    return ", ".join(":" + k for k in names), names
 
 
 # -- read ------------------------------------------------------------------------------------
@@ -252,7 +246,7 @@ def existing_keys(wh: Warehouse, spec, df: pd.DataFrame) -> pd.DataFrame | None:
         return None
     lo, hi = times.min().date() - timedelta(days=1), times.max().date() + timedelta(days=1)
     cols = ", ".join(f'"{c}"' for c in nk)
-    marks, centers = _in_list("t", sorted(str(x) for x in df["org_code"].dropna().unique()))
+    marks, centers = in_list("t", sorted(str(x) for x in df["org_code"].dropna().unique()))
     std = wh.query_df(
         f"SELECT tenant, source_key, {cols} FROM {std_table(spec.name)} WHERE tenant IN "
         f"({marks}) AND business_date BETWEEN :a AND :b", {**centers, "a": lo, "b": hi})
@@ -364,8 +358,8 @@ def _load_ranges(wh: Warehouse, table: str, units: list[Unit],
     wanted = {(u[0].org_code, lid) for u in units for lid in u[1]}
     if not wanted:
         return
-    tm, tp = _in_list("t", sorted({t for t, _ in wanted}))
-    lm, lp = _in_list("l", sorted({lid for _, lid in wanted}))
+    tm, tp = in_list("t", sorted({t for t, _ in wanted}))
+    lm, lp = in_list("l", sorted({lid for _, lid in wanted}))
     df = wh.query_df(
         "SELECT tenant, load_id, rv_from, rv_to, endpoint FROM load_log WHERE table_name = :tb "
         f"AND tenant IN ({tm}) AND load_id IN ({lm})", {"tb": table, **tp, **lp})
@@ -410,7 +404,7 @@ def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame
     keys = pa.table({"tenant": pc.cast(pa.array(df["org_code"], from_pandas=True), pa.string()),
                      "source_key": pc.cast(pa.array(df[spec.pk], from_pandas=True), pa.int64())})
     # the batch's centers and key range: DuckDB skips the std row groups that cannot hold them
-    tm, tp = _in_list("t", sorted(pc.unique(keys["tenant"]).to_pylist()))
+    tm, tp = in_list("t", sorted(pc.unique(keys["tenant"]).to_pylist()))
     rng = {**tp, "lo": pc.min(keys["source_key"]).as_py(),
            "hi": pc.max(keys["source_key"]).as_py()}
     if len(q):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hisx.connectors.warehouse import Warehouse, ident
+from hisx.connectors.warehouse import Warehouse, ident, in_list
 
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -105,8 +105,7 @@ def _migrate(wh: Warehouse, dataset: str) -> None:
             wh.execute(f'ALTER TABLE {std} ADD COLUMN "{ARRIVAL}" TIMESTAMP')
             # a few centers per statement: one join over a city's table outgrows DuckDB's cap
             for i in range(0, len(tenants), MIGRATE_TENANTS):
-                names = {f"t{j}": t for j, t in enumerate(tenants[i:i + MIGRATE_TENANTS])}
+                marks, names = in_list("t", tenants[i:i + MIGRATE_TENANTS])
                 wh.execute(f'UPDATE {std} SET "{ARRIVAL}" = o.updated_at FROM {ods} o '
                            f"WHERE o.org_code = {std}.tenant AND o.{spec.pk} = {std}.source_key "
-                           f"AND {std}.tenant IN ({', '.join(':' + k for k in names)}) "
-                           f"AND o.org_code IN ({', '.join(':' + k for k in names)})", names)
+                           f"AND {std}.tenant IN ({marks}) AND o.org_code IN ({marks})", names)
