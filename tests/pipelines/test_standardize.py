@@ -167,6 +167,27 @@ def test_duplicates_across_batches_with_existing_keys():
     assert again.deduplicated == 0 and len(again.standardized) == 1
 
 
+def test_existing_keys_match_on_every_key_column_after_normalization():
+    """Stored keys are narrowed to the candidates' first key column before the comparison:
+    a stored key equal only in that column does not deduplicate, one written differently
+    but normalizing to the same text does, among many stored keys that match nothing."""
+    items = src("prescription_item", 3)
+    first = run("prescription_item", items)
+    stored = existing_keys_from_std("prescription_item", first.standardized)
+    noise = pd.DataFrame({"rx_id": range(10_000, 12_000), "line_no": 1,
+                          "source_key": range(90_000, 92_000)})
+    keys = pd.concat([stored, noise], ignore_index=True).astype({"rx_id": object})
+    keys.loc[1, "rx_id"] = f" {keys.loc[1, 'rx_id']} "          # stored padded: same key
+    late = items.copy()
+    late["item_id"] = [501, 502, 503]
+    late["line_no"] = late["line_no"].astype(object)
+    late.loc[0, "line_no"] = 99                                 # same rx, another line
+    late.loc[2, "line_no"] = "１"                                # full-width: same key
+    res = run("prescription_item", late, existing_keys=keys)
+    assert res.deduplicated == 2
+    assert list(res.standardized["source_key"]) == [501]
+
+
 def test_money_rules():
     items = src("prescription_item", 2)
     items.loc[0, "amount"] = items.loc[0, "amount"] + 1

@@ -615,7 +615,16 @@ def _dedupe(spec: DatasetSpec, df: pd.DataFrame, tenant: pd.Series,
     drop = set(ranked.index[dup])
     if existing is not None and len(existing) and len(ranked):
         cols = [c for c in spec.natural_key if c != "org_code"]
-        ex = pd.DataFrame({c: v.as_str(existing[c]) for c in cols})
+        own = ranked["org_code"] == tenant.loc[ranked.index]
+        cand = ranked[own].assign(_t=ranked.loc[own, "org_code"]).reset_index(names="_label")
+        # only the stored keys whose first key column a candidate holds: the existing keys
+        # are every std row of the batch's days (tens of thousands for an hour's few hundred
+        # rows), and normalizing, sorting and de-duplicating them all was most of an hour's
+        # dedup time
+        first = v.as_str(existing[cols[0]])
+        existing = existing[first.isin(pd.unique(cand[cols[0]].dropna())).to_numpy()]
+        ex = pd.DataFrame({c: (first.loc[existing.index] if c == cols[0]
+                               else v.as_str(existing[c])) for c in cols})
         if "tenant" in existing.columns:
             ex["_t"] = existing["tenant"].astype(object).to_numpy()
         elif tenant.nunique() <= 1:  # one center's keys without the column: its own
@@ -624,8 +633,6 @@ def _dedupe(spec: DatasetSpec, df: pd.DataFrame, tenant: pd.Series,
             raise ValueError("existing keys of a batch of several centers need a tenant column")
         ex["_old"] = _to_int(existing["source_key"]).to_numpy()
         ex = ex.dropna().sort_values("_old").drop_duplicates(cols + ["_t"], keep="first")
-        own = ranked["org_code"] == tenant.loc[ranked.index]
-        cand = ranked[own].assign(_t=ranked.loc[own, "org_code"]).reset_index(names="_label")
         hit = cand.merge(ex, on=cols + ["_t"], how="inner")
         drop |= set(hit.loc[hit["_old"] < hit["_pk"], "_label"])
     out = kept[~kept.index.isin(list(drop))]
