@@ -77,17 +77,29 @@ def test_chunked_equals_one_batch(source, tmp_path, monkeypatch, overlap) -> Non
     overlapped, a writer thread writes one while the next is standardized."""
     monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
     whole = build(source, tmp_path / "whole.duckdb", 10**9, monkeypatch)
+    writes: list[list[set[str]]] = []
+    real = flow._write
+
+    def write(wh, spec, schema, batches, computed):
+        writes.append([{u[0].org_code for u in b["units"]} for b in batches])
+        return real(wh, spec, schema, batches, computed)
+
+    monkeypatch.setattr(flow, "_write", write)
     # batches of at most 150 rows: a group's chunks are standardized one or two at a time
     chunked = build(source, tmp_path / "chunked.duckdb", 97, monkeypatch, overlap, batch=150)
     assert int(whole["rows_in"]) > 20 * 97  # many chunks per center and dataset
     assert whole["pending"] == chunked["pending"] == "0"
     assert chunked == whole
+    # batches written together never hold one center twice (a center's next chunk reads
+    # what its previous one wrote)
+    assert writes and all(sum(len(c) for c in w) == len(set().union(*w)) for w in writes)
 
 
 def test_centers_sharing_maps_standardize_in_one_batch_as_each_alone(six_centers, tmp_path,
                                                                      monkeypatch) -> None:
     """Six centers, two per vendor: one run over all (one batch per vendor and dataset, as
-    an hour's changes are standardized) gives the warehouse of one run per center."""
+    an hour's changes are standardized, the three written together) gives the warehouse of
+    one run per center."""
     monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
     calls: list[list[int]] = []
     real = flow._write
@@ -98,8 +110,9 @@ def test_centers_sharing_maps_standardize_in_one_batch_as_each_alone(six_centers
 
     monkeypatch.setattr(flow, "_write", write)
     together = build(six_centers, tmp_path / "together.duckdb", 10**9, monkeypatch, False)
-    assert calls and all(c == [2] for c in calls)  # a batch: a vendor's two centers
-    assert len(calls) % 3 == 0  # three vendors' batches for each dataset
+    # a batch: a vendor's two centers; one write per dataset, of the three vendors' batches
+    assert calls and all(c == [2, 2, 2] for c in calls)
+    assert len(calls) == len(DATASETS)
     alone = build(six_centers, tmp_path / "alone.duckdb", 10**9, monkeypatch, False,
                   per_center=True)
     assert together == alone
