@@ -622,9 +622,9 @@ def _dedupe(spec: DatasetSpec, df: pd.DataFrame, tenant: pd.Series,
         # rows), and normalizing, sorting and de-duplicating them all was most of an hour's
         # dedup time
         first = v.as_str(existing[cols[0]])
-        existing = existing[first.isin(pd.unique(cand[cols[0]].dropna())).to_numpy()]
-        ex = pd.DataFrame({c: (first.loc[existing.index] if c == cols[0]
-                               else v.as_str(existing[c])) for c in cols})
+        meets = first.isin(pd.unique(cand[cols[0]].dropna())).to_numpy()
+        existing, first = existing[meets], first[meets]
+        ex = pd.DataFrame({c: first if c == cols[0] else v.as_str(existing[c]) for c in cols})
         if "tenant" in existing.columns:
             ex["_t"] = existing["tenant"].astype(object).to_numpy()
         elif tenant.nunique() <= 1:  # one center's keys without the column: its own
