@@ -13,7 +13,7 @@ trap services_down EXIT
 services_up
 .venv/bin/ruff check src tests bench
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=20 "$@"
 rc=$?
 set -e
 # pytest exit 5 = no tests collected: that is a failure for CI, not a pass.
