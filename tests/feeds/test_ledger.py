@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Iterator
 from datetime import date
 
 import pandas as pd
@@ -261,69 +262,79 @@ def test_records_carry_the_envelope_key_and_headers() -> None:
                headers("charge", contract("charge").schema_id, "id-3"))]
 
 
+@pytest.fixture(params=["duckdb", "postgres"])
+def any_wh(request) -> Iterator[Warehouse]:
+    """A ledger on each warehouse kind (publishing's page queries differ in their plans)."""
+    url = "duckdb://" if request.param == "duckdb" else request.getfixturevalue("pg_database")
+    wh = Warehouse.from_url(url)
+    feeds.ensure_ledger(wh)
+    yield wh
+    wh.close()
+
+
 def _outbox_ids(tmp_path) -> list[str]:
     path = tmp_path / "outbox" / "hisx.std.outpatient_visit.v1.jsonl"
     return [json.loads(x)["message_id"] for x in path.read_text().splitlines()]
 
 
-def _seq_order(duck: Warehouse) -> list[str]:
-    return duck.query_df("SELECT message_id FROM feed_ledger ORDER BY seq")["message_id"].tolist()
+def _seq_order(wh: Warehouse) -> list[str]:
+    return wh.query_df("SELECT message_id FROM feed_ledger ORDER BY seq")["message_id"].tolist()
 
 
-def test_pages_send_a_run_and_a_sparse_ledger_once_in_seq_order(duck, tmp_path):
+def test_pages_send_a_run_and_a_sparse_ledger_once_in_seq_order(any_wh, tmp_path):
     cfg = feed_config(None, tmp_path, batch_size=7)
-    with duck.transaction():  # one run of consecutive seq: paged by seq windows
-        feeds.enqueue(duck, "outpatient_visit", "C001", visits(n=30, day=date(2024, 3, 1)), "L1")
-    st = feeds.publish(duck, cfg)
+    with any_wh.transaction():  # one run of consecutive seq: paged by seq windows
+        feeds.enqueue(any_wh, "outpatient_visit", "C001", visits(n=30, day=date(2024, 3, 1)), "L1")
+    st = feeds.publish(any_wh, cfg)
     assert st.acked == 30 and st.batches == 5
-    assert _outbox_ids(tmp_path) == _seq_order(duck)
+    assert _outbox_ids(tmp_path) == _seq_order(any_wh)
     # a sparse ledger: an old message sent again (its ack lost) and a new run far above it
-    with duck.transaction():
-        feeds.enqueue(duck, "outpatient_visit", "C001",
+    with any_wh.transaction():
+        feeds.enqueue(any_wh, "outpatient_visit", "C001",
                       visits(n=12, start_key=100, day=date(2024, 3, 2)), "L2")
-    old = int(duck.scalar("SELECT MIN(seq) FROM feed_ledger"))
-    duck.execute("UPDATE feed_ledger SET state = 'sent' WHERE seq = :s", {"s": old})
-    st = feeds.publish(duck, cfg)
+    old = int(any_wh.scalar("SELECT MIN(seq) FROM feed_ledger"))
+    any_wh.execute("UPDATE feed_ledger SET state = 'sent' WHERE seq = :s", {"s": old})
+    st = feeds.publish(any_wh, cfg)
     assert st.acked == 13 and st.batches == 2
     ids = _outbox_ids(tmp_path)[30:]
-    pending = duck.query_df("SELECT message_id FROM feed_ledger WHERE seq = :s OR source_key "
+    pending = any_wh.query_df("SELECT message_id FROM feed_ledger WHERE seq = :s OR source_key "
                             ">= 100 ORDER BY seq", {"s": old})["message_id"].tolist()
     assert ids == pending
 
 
-def test_messages_enqueued_while_a_run_is_paged_are_sent_too(duck, tmp_path):
+def test_messages_enqueued_while_a_run_is_paged_are_sent_too(any_wh, tmp_path):
     cfg = feed_config(None, tmp_path, batch_size=4)
-    with duck.transaction():
-        feeds.enqueue(duck, "outpatient_visit", "C001", visits(n=10, day=date(2024, 3, 1)), "L1")
+    with any_wh.transaction():
+        feeds.enqueue(any_wh, "outpatient_visit", "C001", visits(n=10, day=date(2024, 3, 1)), "L1")
     added = []
 
     def progress(stats):  # another load enqueues after the first page: above the run's end
         if not added:
             added.append(1)
-            with duck.transaction():
-                feeds.enqueue(duck, "outpatient_visit", "C002",
+            with any_wh.transaction():
+                feeds.enqueue(any_wh, "outpatient_visit", "C002",
                               visits("C002", n=5, start_key=500, day=date(2024, 3, 1)), "L2")
 
-    st = feeds.publish(duck, cfg, progress=progress)
+    st = feeds.publish(any_wh, cfg, progress=progress)
     assert st.acked == 15
-    assert _outbox_ids(tmp_path) == _seq_order(duck)
-    st = feeds.status(duck)
+    assert _outbox_ids(tmp_path) == _seq_order(any_wh)
+    st = feeds.status(any_wh)
     assert set(st["state"]) == {"acked"} and st["messages"].sum() == 15
 
 
-def test_a_window_emptied_by_another_publisher_does_not_end_the_run(duck, tmp_path):
+def test_a_window_emptied_by_another_publisher_does_not_end_the_run(any_wh, tmp_path):
     cfg = feed_config(None, tmp_path, batch_size=4)
-    with duck.transaction():
-        feeds.enqueue(duck, "outpatient_visit", "C001", visits(n=12, day=date(2024, 3, 1)), "L1")
-    seqs = duck.query_df("SELECT seq FROM feed_ledger ORDER BY seq")["seq"].tolist()
+    with any_wh.transaction():
+        feeds.enqueue(any_wh, "outpatient_visit", "C001", visits(n=12, day=date(2024, 3, 1)), "L1")
+    seqs = any_wh.query_df("SELECT seq FROM feed_ledger ORDER BY seq")["seq"].tolist()
 
     def progress(stats):  # after the first page, someone else sends the next four
         if stats.batches == 1:
-            duck.execute("UPDATE feed_ledger SET state = 'acked' WHERE seq BETWEEN :a AND :b",
+            any_wh.execute("UPDATE feed_ledger SET state = 'acked' WHERE seq BETWEEN :a AND :b",
                          {"a": seqs[4], "b": seqs[7]})
 
-    st = feeds.publish(duck, cfg, progress=progress)
+    st = feeds.publish(any_wh, cfg, progress=progress)
     assert st.acked == 8
     sent = set(_outbox_ids(tmp_path))
-    order = _seq_order(duck)
+    order = _seq_order(any_wh)
     assert sent == set(order[:4] + order[8:])

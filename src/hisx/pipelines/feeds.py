@@ -778,8 +778,10 @@ class _Pages:
 def _send_columns(wh: Warehouse, sink: Any, batch: pa.Table, prefix: str, replay: bool,
                   stats: PublishStats) -> None:
     """One batch through a column sink (``send_columns(topics, values) -> (offsets, errors)``)."""
-    values = pc.binary_join_element_wise(
-        prefix, pc.utf8_slice_codeunits(batch["envelope"], 1), "")
+    env = batch["envelope"]
+    if pa.types.is_large_string(env.type):  # PostgreSQL's text arrives as large_string
+        env = env.cast(pa.string())
+    values = pc.binary_join_element_wise(prefix, pc.utf8_slice_codeunits(env, 1), "")
     topics = batch["topic"]
     offsets, errors = sink.send_columns(topics, values)
     n = batch.num_rows
