@@ -298,7 +298,7 @@ def test_pages_send_a_run_and_a_sparse_ledger_once_in_seq_order(any_wh, tmp_path
     assert st.acked == 13 and st.batches == 2
     ids = _outbox_ids(tmp_path)[30:]
     pending = any_wh.query_df("SELECT message_id FROM feed_ledger WHERE seq = :s OR source_key "
-                            ">= 100 ORDER BY seq", {"s": old})["message_id"].tolist()
+                              ">= 100 ORDER BY seq", {"s": old})["message_id"].tolist()
     assert ids == pending
 
 
@@ -331,7 +331,7 @@ def test_a_window_emptied_by_another_publisher_does_not_end_the_run(any_wh, tmp_
     def progress(stats):  # after the first page, someone else sends the next four
         if stats.batches == 1:
             any_wh.execute("UPDATE feed_ledger SET state = 'acked' WHERE seq BETWEEN :a AND :b",
-                         {"a": seqs[4], "b": seqs[7]})
+                           {"a": seqs[4], "b": seqs[7]})
 
     st = feeds.publish(any_wh, cfg, progress=progress)
     assert st.acked == 8
