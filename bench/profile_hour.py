@@ -75,7 +75,8 @@ def prepare(rig, centers: int, hour: datetime) -> dict:
                            "reg_time < %s + interval '1 hour'", (hour, hour)).fetchone()[0]
     meta = {"src": scratch, "hour": hour.isoformat(), "visits_in_hour": visits,
             "rows_committed": m.total_rows, "backfill_s": round(sum(
-                backfill[k] for k in ("extract_s", "standardize_s", "marts_s")), 1)}
+                backfill[k] for k in ("extract_s", "standardize_s", "marts_s")), 1),
+            "backfill_peak_rss_mb_by_phase": backfill["peak_rss_mb_by_phase"]}
     meta_file.write_text(json.dumps(meta))
     return meta
 

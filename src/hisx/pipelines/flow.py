@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 import pandas as pd
 import pyarrow as pa
@@ -360,20 +361,15 @@ def _run_overlapped(wh: Warehouse, spec, schema, groups: list[list[tuple]], now:
 
 
 # -- marts -------------------------------------------------------------------------------------
-def _ranges(days: list[date], max_ranges: int = 8) -> list[tuple[date, date]]:
-    """Cover ``days`` with at most ``max_ranges`` inclusive day ranges.
+def _merge_ranges(ranges: list[tuple[date, date]], *, full: bool = False,
+                  max_ranges: int = 8) -> list[tuple[date, date]]:
+    """The union of inclusive day ranges as at most ``max_ranges`` ranges; one covering range
+    when ``full``.
 
     Adjacent days join; beyond ``max_ranges`` the ranges separated by the smallest gaps are
     merged, so a scattered backlog (e.g. patients created over years) costs a few set-based
     statements, while a late day alone re-loads just that day.
     """
-    return _merge_ranges([(d, d) for d in days], max_ranges=max_ranges)
-
-
-def _merge_ranges(ranges: list[tuple[date, date]], *, full: bool = False,
-                  max_ranges: int = 8) -> list[tuple[date, date]]:
-    """The union of inclusive day ranges as at most ``max_ranges`` ranges (the smallest gaps
-    closed first); one covering range when ``full``."""
     out: list[tuple[date, date]] = []
     for a, b in sorted(ranges):
         if out and a - out[-1][1] <= timedelta(days=1):
@@ -388,13 +384,54 @@ def _merge_ranges(ranges: list[tuple[date, date]], *, full: bool = False,
     return out
 
 
-def _since_of(dirty: pd.DataFrame) -> dict[tuple[str, str], str | None]:
+class DirtyRun(NamedTuple):
+    """Consecutive dirty days of one dataset at one center; ``load_id`` the oldest std load
+    that marked one of them, ``unknown`` the marks without one (a removal)."""
+
+    dataset: str
+    tenant: str
+    lo: date
+    hi: date
+    load_id: str | None
+    unknown: int
+
+
+#: mart_dirty's days as runs of consecutive days (gaps and islands: a day minus its rank is
+#: constant along a run); portable to DuckDB and PostgreSQL (date - integer is a date)
+_DIRTY_RUNS = """SELECT dataset, tenant, MIN(business_date) AS lo, MAX(business_date) AS hi,
+       MIN(load_id) AS load_id, SUM(unknown) AS unknown
+FROM (SELECT dataset, tenant, business_date, load_id, unknown,
+             business_date - CAST(ROW_NUMBER() OVER (PARTITION BY dataset, tenant
+                                                     ORDER BY business_date) AS INTEGER) AS run
+      FROM (SELECT dataset, tenant, business_date, MIN(load_id) AS load_id,
+                   COUNT(*) - COUNT(load_id) AS unknown
+            FROM mart_dirty{cond} GROUP BY dataset, tenant, business_date) d) r
+GROUP BY dataset, tenant, run"""
+
+
+def _dirty_runs(wh: Warehouse, cond: str, params: dict) -> list[DirtyRun]:
+    t = wh.query_arrow(_DIRTY_RUNS.format(cond=cond), params)
+    cols = [t.column(c).to_pylist() for c in DirtyRun._fields]
+    return [DirtyRun(str(ds), str(tn), _day(lo), _day(hi), None if lid is None else str(lid),
+                     int(u or 0)) for ds, tn, lo, hi, lid, u in zip(*cols, strict=True)]
+
+
+def _day(x: date | datetime) -> date:
+    return x.date() if isinstance(x, datetime) else x
+
+
+def _since_of(runs: list[DirtyRun]) -> dict[tuple[str, str], str | None]:
     """{(tenant, dataset): the oldest std load that marked one of its days dirty}; None when
     a day was marked without a load id (a removal): the whole range must be loaded."""
-    g = dirty.assign(unknown=(dirty["unknown"] > 0) | dirty["load_id"].isna()).groupby(
-        ["tenant", "dataset"]).agg(load_id=("load_id", "min"), unknown=("unknown", "any"))
-    return {(str(t), str(ds)): (None if u else str(lid))
-            for (t, ds), lid, u in zip(g.index, g["load_id"], g["unknown"], strict=True)}
+    out: dict[tuple[str, str], str | None] = {}
+    for r in runs:
+        k = (r.tenant, r.dataset)
+        lid = None if r.unknown or r.load_id is None else r.load_id
+        if k not in out:
+            out[k] = lid
+        elif out[k] is not None:
+            out[k] = None if lid is None else min(out[k], lid)  # type: ignore[type-var]
+    return out
 
 
 def _oldest(since: dict[tuple[str, str], str | None], mart: str,
@@ -434,18 +471,15 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
         where.append(f"tenant IN ({', '.join(':' + k for k in names)})")
         params.update(names)
     cond = (" WHERE " + " AND ".join(where)) if where else ""
-    dirty = wh.query_df(
-        "SELECT dataset, tenant, business_date, MIN(load_id) AS load_id, "
-        f"COUNT(*) - COUNT(load_id) AS unknown FROM mart_dirty{cond} "
-        "GROUP BY dataset, tenant, business_date", params)
+    # the dirty days as runs of consecutive days per (center, dataset), counted in the
+    # warehouse: a city backfill marks ~1.4 M (center, day)s (patients created over years),
+    # which as Python dates and sets held ~500 MB through the whole marts phase
+    runs = _dirty_runs(wh, cond, params)
     done: dict[str, list] = {}
-    # {tenant: {dataset: its dirty days}}, built once (per mart and center in pandas, this
-    # bookkeeping was seconds of a 250-center hour)
-    groups: dict[str, dict[str, set[date]]] = {}
-    since = _since_of(dirty)
-    for ds, tenant, day in zip(dirty["dataset"], dirty["tenant"],
-                               pd.to_datetime(dirty["business_date"]).dt.date, strict=True):
-        groups.setdefault(str(tenant), {}).setdefault(str(ds), set()).add(day)
+    groups: dict[str, dict[str, list[tuple[date, date]]]] = {}  # {tenant: {dataset: runs}}
+    since = _since_of(runs)
+    for r in runs:
+        groups.setdefault(r.tenant, {}).setdefault(r.dataset, []).append((r.lo, r.hi))
     for name in marts_:
         # tenants that need the same range load together (one set-based statement per range
         # for the tenant-separable marts: a city backfill is one range for every center)
@@ -454,8 +488,8 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
         for tenant, by_ds in groups.items():
             # a mart that reads no std dataset (dim_date, the load-log DQ) follows every one
             deps = set(marts.MART_DEPS.get(name, ())) or set(by_ds)
-            days = sorted(set().union(*(d for ds, d in by_ds.items() if ds in deps)))
-            ranges = _ranges(days)
+            # the union of the datasets' runs, as _ranges of their days would cover it
+            ranges = _merge_ranges([r for ds, rs in by_ds.items() if ds in deps for r in rs])
             if ranges and name in marts.FULL_REFRESH:  # whole tenant, once
                 ranges = [(ranges[0][0], ranges[-1][1])]
             per_tenant[tenant] = ranges
@@ -477,20 +511,22 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
                 marts.load_mart_many(wh, name, tenants_, lo, hi,
                                      _oldest(since, name, tenants_) if marts.keyed(name)
                                      else None)
-    if dirty.empty:
+    if not runs:
         return done
     with wh.transaction():  # exactly the (dataset, center, day)s read above, in one statement
         marts.clear_dirty_keys(wh, list(groups))
         wh.execute("DROP TABLE IF EXISTS stage_dirty_done")
         wh.execute("CREATE TEMPORARY TABLE stage_dirty_done (dataset VARCHAR(60), "
-                   "tenant VARCHAR(40), business_date DATE)")
+                   "tenant VARCHAR(40), lo DATE, hi DATE)")
         wh.load_arrow("stage_dirty_done", pa.table({
-            "dataset": pa.array(dirty["dataset"].astype(str).tolist(), pa.string()),
-            "tenant": pa.array(dirty["tenant"].astype(str).tolist(), pa.string()),
-            "business_date": pa.array(pd.to_datetime(dirty["business_date"]).dt.date.tolist(),
-                                      pa.date32())}))
-        wh.execute("DELETE FROM mart_dirty WHERE (dataset, tenant, business_date) IN "
-                   "(SELECT dataset, tenant, business_date FROM stage_dirty_done)")
+            "dataset": pa.array([r.dataset for r in runs], pa.string()),
+            "tenant": pa.array([r.tenant for r in runs], pa.string()),
+            "lo": pa.array([r.lo for r in runs], pa.date32()),
+            "hi": pa.array([r.hi for r in runs], pa.date32())}))
+        # every day of a run was dirty when read: deleting the runs deletes those rows
+        wh.execute("DELETE FROM mart_dirty WHERE EXISTS (SELECT 1 FROM stage_dirty_done s "
+                   "WHERE s.dataset = mart_dirty.dataset AND s.tenant = mart_dirty.tenant "
+                   "AND mart_dirty.business_date BETWEEN s.lo AND s.hi)")
         wh.execute("DROP TABLE stage_dirty_done")
     return done
 
