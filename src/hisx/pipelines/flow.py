@@ -488,7 +488,7 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
         for tenant, by_ds in groups.items():
             # a mart that reads no std dataset (dim_date, the load-log DQ) follows every one
             deps = set(marts.MART_DEPS.get(name, ())) or set(by_ds)
-            # the union of the datasets' runs, as _ranges of their days would cover it
+            # the union of the datasets' runs: the same ranges their days would give
             ranges = _merge_ranges([r for ds, rs in by_ds.items() if ds in deps for r in rs])
             if ranges and name in marts.FULL_REFRESH:  # whole tenant, once
                 ranges = [(ranges[0][0], ranges[-1][1])]
