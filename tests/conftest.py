@@ -34,6 +34,17 @@ def pg_database() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_warehouse(request) -> Iterator:
+    """An empty warehouse of each kind: in-memory DuckDB, a fresh PostgreSQL database."""
+    from hisx.connectors.warehouse import Warehouse
+
+    url = "duckdb://" if request.param == "duckdb" else request.getfixturevalue("pg_database")
+    wh = Warehouse.from_url(url)
+    yield wh
+    wh.close()
+
+
 @pytest.fixture(scope="session")
 def pg_rig():
     """The PostgreSQL primary + hot standby rig: from the environment (make test) or, when

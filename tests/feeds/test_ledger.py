@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Iterator
 from datetime import date
 
 import pandas as pd
@@ -262,14 +261,11 @@ def test_records_carry_the_envelope_key_and_headers() -> None:
                headers("charge", contract("charge").schema_id, "id-3"))]
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
-def any_wh(request) -> Iterator[Warehouse]:
+@pytest.fixture
+def any_wh(any_warehouse) -> Warehouse:
     """A ledger on each warehouse kind (publishing's page queries differ in their plans)."""
-    url = "duckdb://" if request.param == "duckdb" else request.getfixturevalue("pg_database")
-    wh = Warehouse.from_url(url)
-    feeds.ensure_ledger(wh)
-    yield wh
-    wh.close()
+    feeds.ensure_ledger(any_warehouse)
+    return any_warehouse
 
 
 def _outbox_ids(tmp_path) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 
 import pyarrow as pa
@@ -107,14 +106,11 @@ def test_marts_load_with_their_own_duckdb_memory(monkeypatch) -> None:
         flow.mart_memory()
 
 
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def dirty_wh(request) -> Iterator[Warehouse]:
+@pytest.fixture
+def dirty_wh(any_warehouse) -> Warehouse:
     """A warehouse of each kind with the marts' tables (the runs query is plain SQL)."""
-    url = "duckdb://" if request.param == "duckdb" else request.getfixturevalue("pg_database")
-    wh = Warehouse.from_url(url)
-    flow.ensure_warehouse(wh)
-    yield wh
-    wh.close()
+    flow.ensure_warehouse(any_warehouse)
+    return any_warehouse
 
 
 def _mark(wh: Warehouse, rows: list[tuple[str, str, date, str | None]]) -> None:
@@ -188,10 +184,6 @@ def test_build_marts_clears_only_the_dirty_days_it_read(dirty_wh, monkeypatch) -
                      ("fact_visit", ("C1",), d(2026, 8, 10), d(2026, 8, 10))]
     left = dirty_wh.query_arrow("SELECT tenant, business_date FROM mart_dirty "
                                 "ORDER BY tenant, business_date").to_pylist()
-    assert [(r["tenant"], _day(r["business_date"])) for r in left] == [
+    assert [(r["tenant"], flow._day(r["business_date"])) for r in left] == [
         ("C1", d(2026, 8, 4)), ("C1", d(2026, 8, 6)), ("C2", d(2026, 8, 5)),
         ("C3", d(2026, 8, 2))]
-
-
-def _day(x: date | datetime) -> date:
-    return x.date() if isinstance(x, datetime) else x
