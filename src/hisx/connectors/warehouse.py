@@ -1,8 +1,10 @@
 """The warehouse: DuckDB (embedded default) or any SQLAlchemy database (PostgreSQL tested).
 
 One small interface over both so pipelines and marts are written once. SQL everywhere uses
-``:name`` bound parameters; values are never formatted into SQL text. Bulk loads go through
-the fastest native path: DuckDB's Arrow scan, PostgreSQL's COPY (psycopg 3).
+``:name`` bound parameters; values are never formatted into SQL text by hand (PostgreSQL's
+``COPY (query)`` takes no parameters: psycopg's adapters quote them, see :mod:`pg_arrow`).
+Bulk loads and reads go through the fastest native path: DuckDB's Arrow scan, PostgreSQL's
+COPY (psycopg 3).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from hisx.config import size_env
+from hisx.connectors import pg_arrow
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -278,6 +281,13 @@ class SqlAlchemyWarehouse(Warehouse):
         self.dialect = self.engine.dialect.name
         self.conn = self.engine.connect()
         self._depth = 0
+        self._copies = self.dialect == "postgresql" and self.engine.dialect.driver == "psycopg"
+
+    def _raw(self) -> Any:
+        """The psycopg connection under SQLAlchemy's (same session, same transaction)."""
+        if not self._depth and not self.conn.in_transaction():
+            self.conn.begin()  # as SQLAlchemy's own execute would: autocommitted after
+        return self.conn.connection.driver_connection
 
     def _autocommit(self) -> None:
         if not self._depth and self.conn.in_transaction():
@@ -292,6 +302,16 @@ class SqlAlchemyWarehouse(Warehouse):
     def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         import sqlalchemy as sa
 
+        if self._copies:  # PostgreSQL: COPY as CSV parsed by Arrow (pg_arrow), if it takes it
+            try:
+                out = pg_arrow.copy_arrow(self._raw(), sql, params)
+            except Exception:
+                if not self._depth:  # leave the connection usable, as after a commit
+                    self.conn.rollback()
+                raise
+            if out is not None:
+                self._autocommit()
+                return out
         res = self.conn.execute(sa.text(sql), dict(params or {}))
         df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
         self._autocommit()
@@ -301,7 +321,7 @@ class SqlAlchemyWarehouse(Warehouse):
         if data.num_rows == 0:
             return 0
         cols = ", ".join(f'"{c}"' for c in data.column_names)
-        if self.dialect == "postgresql" and self.engine.dialect.driver == "psycopg":
+        if self._copies:
             buf = io.BytesIO()
             pacsv.write_csv(data, buf, pacsv.WriteOptions(include_header=False))
             raw = self.conn.connection.driver_connection
@@ -340,6 +360,7 @@ class SqlAlchemyWarehouse(Warehouse):
         other = object.__new__(_SqlAlchemyReader)
         other.url, other.engine, other.dialect = self.url, self.engine, self.dialect
         other.conn, other._depth = self.engine.connect(), 0
+        other._copies = self._copies
         return other
 
     def close(self) -> None:
