@@ -71,6 +71,16 @@ def test_reader_sees_committed_rows_only(wh: Warehouse) -> None:
     assert not wh.table_exists("only_here")
 
 
+def test_a_load_outside_a_transaction_is_committed(wh: Warehouse) -> None:
+    """As every other statement outside a transaction: another session sees the rows at
+    once (PostgreSQL's COPY went through the raw driver connection and stayed in an open
+    transaction until the next statement committed)."""
+    wh.execute("CREATE TABLE t5 (tenant VARCHAR(10), d DATE, amount NUMERIC(12,2), name TEXT)")
+    wh.load_arrow("t5", _table())
+    with wh.reader() as rd:
+        assert rd.scalar("SELECT count(*) FROM t5") == 3
+
+
 def test_bound_parameters_are_not_sql(wh: Warehouse) -> None:
     wh.execute("CREATE TABLE t3 (s TEXT)")
     evil = "x'); DROP TABLE t3; --"

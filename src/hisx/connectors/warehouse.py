@@ -324,8 +324,7 @@ class SqlAlchemyWarehouse(Warehouse):
         if self._copies:
             buf = io.BytesIO()
             pacsv.write_csv(data, buf, pacsv.WriteOptions(include_header=False))
-            raw = self.conn.connection.driver_connection
-            with raw.cursor() as cur, cur.copy(
+            with self._raw().cursor() as cur, cur.copy(
                 f"COPY {ident(table)} ({cols}) FROM STDIN WITH (FORMAT csv)"
             ) as cp:
                 cp.write(buf.getvalue())
