@@ -119,3 +119,33 @@ def test_duckdb_transaction_does_not_hold_loaded_arrow_tables(tmp_path) -> None:
             "{\"payload\":\"123456" + "x" * 200 + "\"}")
     finally:
         w.close()
+
+
+def test_refresh_statistics_analyzes_what_was_just_filled(wh: Warehouse) -> None:
+    """PostgreSQL: a table never analyzed, or changed by more than a tenth of its rows, is
+    analyzed (the planner then knows its size); a fresh one is not; inside a transaction
+    nothing is (ANALYZE would hold its lock to the end). DuckDB: nothing to do."""
+    import time
+
+    wh.execute("CREATE TABLE t6 (k BIGINT, v TEXT)")
+    wh.load_arrow("t6", pa.table({"k": pa.array(range(5000), pa.int64()),
+                                  "v": pa.array([f"v{i}" for i in range(5000)])}))
+    if wh.dialect != "postgresql":
+        assert wh.refresh_statistics(["t6"]) == []
+        return
+    with wh.transaction():
+        assert wh.refresh_statistics(["t6"]) == []
+    assert wh.refresh_statistics(["t6", "t6_missing"]) == ["t6"]
+    assert wh.scalar("SELECT reltuples FROM pg_class WHERE relname = 't6'") == 5000
+    assert wh.refresh_statistics(["t6"]) == []
+    wh.load_arrow("t6", pa.table({"k": pa.array(range(5000, 8000), pa.int64()),
+                                  "v": pa.array(["w"] * 3000)}))
+    deadline = time.monotonic() + 15  # table counters reach the statistics within ~1 s
+    analyzed: list[str] = []
+    while not analyzed and time.monotonic() < deadline:
+        time.sleep(0.3)
+        analyzed = wh.refresh_statistics(["t6"])
+    assert analyzed == ["t6"]
+    assert wh.scalar("SELECT reltuples FROM pg_class WHERE relname = 't6'") == 8000
+    with pytest.raises(ValueError):
+        wh.refresh_statistics(["t6; DROP TABLE t6"])

@@ -81,6 +81,12 @@ class Warehouse:
         no-op for servers that manage their own."""
         yield
 
+    def refresh_statistics(self, tables: Iterable[str]) -> list[str]:
+        """Bring the planner's statistics of ``tables`` up to date where the engine keeps
+        them between statements (PostgreSQL); returns the tables analyzed. DuckDB keeps its
+        own as it writes: nothing to do."""
+        return []
+
     _depth = 0
 
     def _begin(self) -> None:
@@ -348,6 +354,28 @@ class SqlAlchemyWarehouse(Warehouse):
 
     def _rollback(self) -> None:
         self.conn.rollback()
+
+    def refresh_statistics(self, tables: Iterable[str]) -> list[str]:
+        """``ANALYZE`` each of ``tables`` never analyzed, or changed by more than a tenth of
+        its rows (at least 1,000) since: autovacuum gets there only after a while, and a
+        backfill plans its next statements over tables it has just filled. Without them the
+        person-key lookup over freshly loaded ``ods_patients`` and ``person_key_cache`` was
+        planned as a nested loop and ran for minutes (31 centers). Outside a transaction
+        only: ``ANALYZE`` holds its lock to the transaction's end."""
+        if self.dialect != "postgresql" or self._depth:
+            return []
+        names = [ident(t) for t in tables]
+        if not names:
+            return []
+        marks = {f"t{i}": n for i, n in enumerate(names)}
+        stale = self.query_arrow(
+            "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+            f"AND relname IN ({', '.join(':' + k for k in marks)}) AND (COALESCE("
+            "last_analyze, last_autoanalyze) IS NULL OR n_mod_since_analyze > "
+            "GREATEST(1000, 0.1 * n_live_tup))", marks).column(0).to_pylist()
+        for t in stale:
+            self.execute(f"ANALYZE {ident(t)}")
+        return sorted(stale)
 
     def table_exists(self, name: str) -> bool:
         import sqlalchemy as sa

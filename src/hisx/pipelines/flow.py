@@ -232,6 +232,9 @@ def standardize_tenants(
     spec = DATASETS[dataset]
     schema = load_schema(dataset)
     ensure_std(wh, dataset, schema)
+    # what extraction and earlier datasets just wrote, before planning over it (PostgreSQL)
+    wh.refresh_statistics([f"ods_{spec.source_table}", "ods_patients", "person_key_cache",
+                           f"std_{dataset}"])
     now = now or datetime.now()
     load_id = load_id or new_load_id()
     size = std_chunk_rows()
@@ -480,7 +483,13 @@ def build_marts(wh: Warehouse, marts_: tuple[str, ...] = marts.MARTS, *,
     since = _since_of(runs)
     for r in runs:
         groups.setdefault(r.tenant, {}).setdefault(r.dataset, []).append((r.lo, r.hi))
+    # PostgreSQL plans each mart over what standardization and the marts before it just
+    # wrote: their statistics first (a no-op on DuckDB, and for tables barely changed)
+    fresh = [f"std_{d}" for d in sorted({r.dataset for r in runs})] + ["quarantine"]
     for name in marts_:
+        if runs:
+            wh.refresh_statistics(fresh)
+            fresh = [name]
         # tenants that need the same range load together (one set-based statement per range
         # for the tenant-separable marts: a city backfill is one range for every center)
         by_range: dict[tuple[date, date], list[str]] = {}
