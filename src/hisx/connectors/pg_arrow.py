@@ -27,7 +27,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _READ_ONLY = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
 _WRITES = re.compile(r"\b(insert|update|delete|merge|into|for\s+update|for\s+share)\b",
                      re.IGNORECASE)
@@ -60,6 +59,8 @@ def _literal(value: Any, conn: Any) -> str:
 
 def inline(sql: str, params: Mapping[str, Any] | None, conn: Any) -> str | None:
     """``sql`` with its ``:name`` parameters as psycopg literals; None if one cannot be."""
+    from hisx.connectors.warehouse import _PARAM  # the warehouse's own :name syntax
+
     params = params or {}
     try:
         return _PARAM.sub(lambda m: (_literal(params[m.group(1)], conn)
