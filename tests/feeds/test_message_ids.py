@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -63,6 +64,34 @@ def test_json_fragments_equal_json_dumps_for_any_text(values, cut):
         c in v for c in '"\\') and all(ord(c) >= 0x20 for c in v)], pa.string())
     assert _json_fragments(clean).to_pylist() == [json.dumps(v, ensure_ascii=False)
                                                   for v in clean.to_pylist()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(), st.one_of(st.none(), st.text()),
+                          st.one_of(st.none(), st.integers(-2**62, 2**62))),
+                min_size=1, max_size=12), st.booleans())
+def test_payload_parts_join_to_json_dumps(rows, clean) -> None:
+    """The payload joined from its parts equals json.dumps of each row, whether a string
+    column is passed as it is between quote literals (no nulls, nothing to escape) or as its
+    quoted fragments."""
+    import json
+
+    def ok(v: str) -> bool:
+        return not any(c in v for c in '"\\') and all(ord(c) >= 0x20 for c in v)
+
+    if clean:
+        rows = [(a if ok(a) else "x", b, c) for a, b, c in rows]
+    cols = {"a": pa.array([a for a, _, _ in rows], pa.string()),
+            "b": pa.array([b for _, b, _ in rows], pa.string()),
+            "c": pa.array([c for _, _, c in rows], pa.int64())}
+    parts = feeds._payload_parts(cols)
+    got = pc.binary_join_element_wise(*parts, "").to_pylist()
+    assert got == [json.dumps({"a": a, "b": b, "c": c}, ensure_ascii=False,
+                              separators=(",", ":")) for a, b, c in rows]
+    if clean:  # the clean column went in as it is, the literals around it merged
+        assert any(p is cols["a"] for p in parts)
+        assert not any(isinstance(p, str) and isinstance(q, str)
+                       for p, q in zip(parts, parts[1:], strict=False))
 
 
 def test_uuid_text_of_large_strings_and_bad_digests() -> None:

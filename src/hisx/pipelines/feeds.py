@@ -334,14 +334,35 @@ def _may_need_escape(col: pa.Array) -> bool:
     return bool(np.any((b < 0x20) | (b == 0x22) | (b == 0x5C)))
 
 
+def _value_parts(col: pa.Array | list[Any]) -> list[Any]:
+    """One JSON value per row as parts for ``binary_join_element_wise``: a string column
+    without nulls or bytes to escape is passed as it is between two ``"`` literals (no
+    quoted copy of it is built), anything else as its :func:`_json_fragments`."""
+    if (isinstance(col, pa.Array) and pa.types.is_string(col.type) and not col.null_count
+            and not _may_need_escape(col)):
+        return ['"', col, '"']
+    return [_json_fragments(col)]
+
+
+def _joined(parts: list[Any]) -> list[Any]:
+    """``parts`` with each run of adjacent literal strings merged into one."""
+    out: list[Any] = []
+    for p in parts:
+        if isinstance(p, str) and out and isinstance(out[-1], str):
+            out[-1] += p
+        else:
+            out.append(p)
+    return out
+
+
 def _payload_parts(cols: Mapping[str, pa.Array | list]) -> list[Any]:
     """The payload object's JSON as parts for ``binary_join_element_wise`` (joined straight
     into the envelope: the payload text is never materialized on its own)."""
     parts: list[Any] = []
     for i, (name, col) in enumerate(cols.items()):
-        parts += [("{" if i == 0 else ",") + _dumps(name) + ":", _json_fragments(col)]
+        parts += [("{" if i == 0 else ",") + _dumps(name) + ":", *_value_parts(col)]
     parts.append("}")
-    return parts
+    return _joined(parts)
 
 
 def _redacted_payload(payload: dict[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
@@ -406,15 +427,15 @@ def build_ledger_rows(dataset: str, tenant: str | None, standardized: pd.DataFra
     else:
         raise ValueError("ledger rows need each row's center: a tenant column or tenant=")
     ids = message_ids(centers, dataset, pa.array(sk, pa.int64()), pa.array(rv, pa.int64()))
-    envelope = pc.binary_join_element_wise(
+    envelope = pc.binary_join_element_wise(*_joined([
         '{"message_id":"', ids,
         '","dataset":' + _dumps(dataset) + ',"schema_id":' + _dumps(c.schema_id)
-        + ',"schema_version":' + _dumps(c.version) + ',"tenant":', _json_fragments(centers),
+        + ',"schema_version":' + _dumps(c.version) + ',"tenant":', *_value_parts(centers),
         ',"source_key":', _json_fragments(pa.array(sk, pa.int64())),
         ',"row_version":', _json_fragments(pa.array(rv, pa.int64())),
-        ',"event_time":', _json_fragments(event),
-        ',"map_version":', _json_fragments(cols.get("map_version", [None] * n)),
-        ',"load_id":' + _dumps(load_id) + ',"payload":', *_payload_parts(cols), "}", "")
+        ',"event_time":', *_value_parts(event),
+        ',"map_version":', *_value_parts(cols.get("map_version", [None] * n)),
+        ',"load_id":' + _dumps(load_id) + ',"payload":', *_payload_parts(cols), "}"]), "")
     topics: list[str] = []
     reasons: list[str | None] = []
     if bad:
