@@ -27,6 +27,7 @@ from hisx.pipelines import std_batches as sb
 from hisx.pipelines.extract import ExtractResult, extract_table
 from hisx.pipelines.std_batches import (  # noqa: F401 (re-exported: flow is the public face)
     PERSON_KEY_CACHE_DDL,
+    ensure_person_key_cache,
     person_keys,
     person_keys_of,
 )
@@ -56,7 +57,7 @@ def ensure_warehouse(wh: Warehouse) -> None:
     ods.ensure_ods(wh)
     runlog.ensure_runlog(wh)
     ensure_dirty(wh)
-    wh.execute(PERSON_KEY_CACHE_DDL)
+    ensure_person_key_cache(wh)
     marts.ensure_marts(wh)
 
 
@@ -232,6 +233,7 @@ def standardize_tenants(
     spec = DATASETS[dataset]
     schema = load_schema(dataset)
     ensure_std(wh, dataset, schema)
+    ensure_person_key_cache(wh)
     # what extraction and earlier datasets just wrote, before planning over it (PostgreSQL)
     wh.refresh_statistics([f"ods_{spec.source_table}", "ods_patients", "person_key_cache",
                            f"std_{dataset}"])

@@ -35,6 +35,15 @@ PERSON_KEY_CACHE_DDL = """CREATE TABLE IF NOT EXISTS person_key_cache (
     key_id VARCHAR(64) NOT NULL, person_key VARCHAR(64) NOT NULL)"""
 
 
+def ensure_person_key_cache(wh: Warehouse) -> None:
+    """The person-key cache; on PostgreSQL with a B-tree on (tenant, patient_id), which each
+    batch's lookup and replacement would otherwise answer by scanning the city's cache."""
+    wh.execute(PERSON_KEY_CACHE_DDL)
+    if wh.dialect == "postgresql":
+        wh.execute("CREATE INDEX IF NOT EXISTS ix_person_key_cache_pid ON person_key_cache "
+                   "(tenant, patient_id)")
+
+
 # -- read ------------------------------------------------------------------------------------
 def pending_filter(pk: str, parts: list[tuple[str, list[str], tuple[int, int] | None]]
                    ) -> tuple[str, dict[str, Any]]:
