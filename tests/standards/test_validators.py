@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hisx.standards import validators as v
 from hisx.standards.pseudonym import check_char
@@ -87,3 +89,52 @@ def test_test_names_and_text_normalization():
         True, True, False, False, False]
     assert list(v.normalize_text(S(" ａｂ１ ", "", None))) == ["ab1", None, None]
     assert list(v.as_str(S(12, 1.0, "  x ", b"y", None))) == ["12", "1", "x", "y", None]
+
+
+_ID_TEXT = st.one_of(
+    st.none(),
+    # well-formed numbers with a real or unreal date, the right check character
+    st.builds(lambda area, y, m, d, seq: (lambda b: b + check_char(b))(
+        f"{area:06d}{y:04d}{m:02d}{d:02d}{seq:03d}"),
+              st.integers(0, 999999),
+              st.one_of(st.sampled_from([0, 1, 1900, 2000, 2023, 2024, 2100, 9999]),
+                        st.integers(0, 9999)),
+              st.one_of(st.just(2), st.integers(0, 13)),
+              st.one_of(st.sampled_from([0, 1, 28, 29, 30, 31]), st.integers(0, 32)),
+              st.integers(0, 999)),
+    st.builds(lambda area, y, m, d, seq: f"{area:06d}{y:02d}{m:02d}{d:02d}{seq:03d}",
+              st.integers(0, 999999), st.integers(0, 99), st.integers(0, 13),
+              st.integers(0, 32), st.integers(0, 999)),
+    # near misses: any digits, X, x, other scripts' digits, spaces, of lengths around 15/18
+    st.text(alphabet="0123456789Xx٣१ a", min_size=14, max_size=19),
+    st.text(max_size=20))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_ID_TEXT, st.one_of(st.none(), st.just("id"), st.dates(date(1, 1, 1))),
+                          st.sampled_from([None, "1", "2", "9", "女"])),
+                min_size=1, max_size=30))
+def test_column_wise_id_checks_equal_the_value_by_value_reference(rows) -> None:
+    ids = S(*[r[0] for r in rows])
+    own = v.id_birth_dates(ids)  # "id": the record's birth date is the number's own
+    births = S(*[(None if pd.isna(own[i]) or own[i].year < 1 else own[i].date())
+                 if r[1] == "id" else r[1]
+                 for i, r in enumerate(rows)])
+    genders = S(*[r[2] for r in rows])
+    got = v.validate_national_id(ids, births, genders)
+    want = v.validate_national_id_rows(ids, births, genders)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k].dtype == bool, k
+        assert got[k].tolist() == want[k].tolist(), k
+
+
+def test_leap_days_and_year_zero_as_the_reference_reads_them() -> None:
+    days = ["20000229", "19000229", "20240229", "20230229", "00000229", "21000229",
+            "20240431", "20241231", "20241301", "20240100"]
+    ids = S(*[(lambda b: b + check_char(b))(f"110105{d}002") for d in days],
+            "110105000229002", "110105960229002", "110105970229002")
+    got = v.validate_national_id(ids)["birth_date"].tolist()
+    assert got == v.validate_national_id_rows(ids)["birth_date"].tolist()
+    assert got == [False, True, False, True, False, True, True, False, True, True,
+                   True, False, True]
