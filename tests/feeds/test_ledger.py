@@ -334,3 +334,44 @@ def test_a_window_emptied_by_another_publisher_does_not_end_the_run(any_wh, tmp_
     sent = set(_outbox_ids(tmp_path))
     order = _seq_order(any_wh)
     assert sent == set(order[:4] + order[8:])
+
+
+def _old_ledger(wh: Warehouse) -> None:
+    """A ledger as PostgreSQL warehouses made it before: the message id its primary key."""
+    for stmt in feeds.ledger_ddl("postgresql"):
+        wh.execute(stmt.replace("message_id VARCHAR(36) NOT NULL,",
+                                "message_id VARCHAR(36) NOT NULL PRIMARY KEY,"))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("made", ["now", "before"])
+def test_postgres_ledger_is_keyed_by_what_the_id_is_made_of(made, pg_database, tmp_path):
+    with Warehouse.from_url(pg_database) as wh:
+        if made == "before":
+            _old_ledger(wh)
+        feeds.ensure_ledger(wh)
+        idx = dict(wh.query_df("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = "
+                               "'feed_ledger'").itertuples(index=False))
+        assert idx["feed_ledger_key"].startswith("CREATE UNIQUE INDEX")
+        assert idx["feed_ledger_key"].endswith("(dataset, tenant, source_key, row_version)")
+        assert ("feed_ledger_pkey" in idx) == (made == "before")
+        df = visits(n=20)
+        with wh.transaction():
+            assert feeds.enqueue(wh, "outpatient_visit", "C001", df, "L1") == 20
+        with wh.transaction():  # the same versions again, some new ones: the new only
+            both = pd.concat([df, visits(n=3, row_version=900)], ignore_index=True)
+            assert feeds.enqueue(wh, "outpatient_visit", "C001", both, "L2") == 3
+        assert wh.scalar("SELECT count(DISTINCT message_id) FROM feed_ledger") == 23
+        # the key refuses a second row of a version, whatever writes it
+        with pytest.raises(Exception, match="feed_ledger_key|feed_ledger_pkey"), \
+                wh.transaction():
+            wh.execute("INSERT INTO feed_ledger (message_id, dataset, tenant, source_key, "
+                       "row_version, topic, msg_key, envelope, state, enqueued_at) SELECT "
+                       "'x', dataset, tenant, source_key, row_version, topic, msg_key, "
+                       "envelope, state, enqueued_at FROM feed_ledger WHERE source_key = 1 "
+                       "AND row_version = 900")
+        cfg = feed_config(None, tmp_path)
+        assert feeds.publish(wh, cfg).acked == 23
+        rp = feeds.replay(wh, "outpatient_visit", "C001", "2024-03-01", "2024-03-01", cfg)
+        assert rp.acked == 23 and rp.ok
+        assert wh.scalar("SELECT count(*) FROM feed_ledger WHERE replayed_at IS NOT NULL") == 23
