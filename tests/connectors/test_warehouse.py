@@ -149,3 +149,26 @@ def test_refresh_statistics_analyzes_what_was_just_filled(wh: Warehouse) -> None
     assert wh.scalar("SELECT reltuples FROM pg_class WHERE relname = 't6'") == 8000
     with pytest.raises(ValueError):
         wh.refresh_statistics(["t6; DROP TABLE t6"])
+
+
+@pytest.mark.postgres
+def test_ddl_of_existing_indexes_does_not_wait_for_writers(pg_database) -> None:
+    """``CREATE INDEX IF NOT EXISTS`` takes the table's SHARE lock even when the index is
+    there; ``execute_ddl`` skips it, so ensuring a ledger inside one standardization's
+    transaction neither waits for nor blocks another's writes."""
+    from hisx.connectors.warehouse import execute_ddl
+    from hisx.pipelines import feeds
+
+    with Warehouse.from_url(pg_database) as a, Warehouse.from_url(pg_database) as b:
+        feeds.ensure_ledger(a)
+        with a.transaction():
+            a.execute("INSERT INTO feed_ledger (message_id, dataset, tenant, source_key, "
+                      "row_version, topic, msg_key, envelope, state, enqueued_at) VALUES "
+                      "('m', 'd', 't', 1, 1, 'x', 'k', '{}', 'pending', now())")
+            with b.transaction():  # another writer's transaction, failing fast on a lock
+                b.execute("SET LOCAL lock_timeout = '500ms'")
+                feeds.ensure_ledger(b)
+                with pytest.raises(Exception, match="lock timeout"):
+                    b.execute(feeds.ledger_ddl("postgresql")[-1])  # as it ran before
+        execute_ddl(a, ["CREATE INDEX IF NOT EXISTS ix_new ON feed_ledger (tenant)"])
+        assert a.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_new'") == 1

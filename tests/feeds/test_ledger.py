@@ -355,6 +355,7 @@ def test_postgres_ledger_is_keyed_by_what_the_id_is_made_of(made, pg_database, t
         assert idx["feed_ledger_key"].startswith("CREATE UNIQUE INDEX")
         assert idx["feed_ledger_key"].endswith("(dataset, tenant, source_key, row_version)")
         assert ("feed_ledger_pkey" in idx) == (made == "before")
+        assert idx["feed_ledger_by_seq"].endswith("(seq)")  # not the sequence's name
         df = visits(n=20)
         with wh.transaction():
             assert feeds.enqueue(wh, "outpatient_visit", "C001", df, "L1") == 20

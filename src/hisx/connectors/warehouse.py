@@ -52,6 +52,27 @@ def in_list(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
     return ", ".join(":" + k for k in names), names
 
 
+_CREATE_INDEX = re.compile(r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)\s",
+                           re.IGNORECASE)
+
+
+def execute_ddl(wh: Warehouse, stmts: Iterable[str]) -> None:
+    """Run idempotent DDL, skipping each ``CREATE INDEX IF NOT EXISTS`` whose index exists.
+
+    PostgreSQL takes the table's SHARE lock for that statement even when the index is there:
+    run inside a writing transaction (the feed ledger's DDL runs in the standardization's),
+    it waits for every other writer of the table and then blocks them until commit."""
+    stmts = list(stmts)
+    have: set[str] = set()
+    if wh.dialect == "postgresql" and any(_CREATE_INDEX.match(s) for s in stmts):
+        have = set(wh.query_arrow("SELECT indexname FROM pg_indexes WHERE schemaname = "
+                                  "current_schema()").column(0).to_pylist())
+    for stmt in stmts:
+        m = _CREATE_INDEX.match(stmt)
+        if not (m and m.group(1).lower() in have):
+            wh.execute(stmt)
+
+
 class Warehouse:
     """Base class; use :meth:`from_url`."""
 

@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 from hisx.config import Settings
 from hisx.connectors.feeds_validator import ColumnValidator
 from hisx.connectors.kafka import Delivery, KafkaOptions, Record
-from hisx.connectors.warehouse import Warehouse
+from hisx.connectors.warehouse import Warehouse, execute_ddl
 
 log = logging.getLogger("hisx.feeds")
 
@@ -105,7 +105,7 @@ def ledger_ddl(dialect: str) -> list[str]:
             "CREATE UNIQUE INDEX IF NOT EXISTS feed_ledger_key ON feed_ledger "
             "(dataset, tenant, source_key, row_version)",
             # booking a batch's acks (a replay's are of acked rows) by its seq window
-            "CREATE INDEX IF NOT EXISTS feed_ledger_seq ON feed_ledger (seq)",
+            "CREATE INDEX IF NOT EXISTS feed_ledger_by_seq ON feed_ledger (seq)",
             "CREATE INDEX IF NOT EXISTS feed_ledger_todo ON feed_ledger (seq) "
             "WHERE state IN ('pending', 'sent')",
             "CREATE INDEX IF NOT EXISTS feed_ledger_range ON feed_ledger "
@@ -115,8 +115,7 @@ def ledger_ddl(dialect: str) -> list[str]:
 
 
 def ensure_ledger(wh: Warehouse) -> None:
-    for stmt in ledger_ddl(wh.dialect):
-        wh.execute(stmt)
+    execute_ddl(wh, ledger_ddl(wh.dialect))
 
 
 # -- contracts -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 
-from hisx.connectors.warehouse import Warehouse, ident
+from hisx.connectors.warehouse import Warehouse, execute_ddl, ident
 from hisx.simulator.schema import TABLES, primary_key
 
 SOURCE_TABLES: dict[str, Table] = {t.name: t for t in TABLES}
@@ -50,14 +50,13 @@ def ods_ddl(table: Table, dialect: str) -> str:
 
 def ensure_ods(wh: Warehouse) -> None:
     """Create the ODS tables and the cursor table if they do not exist."""
-    wh.execute(CURSOR_DDL)
+    stmts = [CURSOR_DDL]
     for t in TABLES:
-        wh.execute(ods_ddl(t, wh.dialect))
+        stmts.append(ods_ddl(t, wh.dialect))
         if wh.dialect == "postgresql":
-            wh.execute(
-                f"CREATE INDEX IF NOT EXISTS ix_{ods_name(t.name)}_load "
-                f"ON {ods_name(t.name)} (_load_id)"
-            )
+            stmts.append(f"CREATE INDEX IF NOT EXISTS ix_{ods_name(t.name)}_load "
+                         f"ON {ods_name(t.name)} (_load_id)")
+    execute_ddl(wh, stmts)
 
 
 def get_cursor(wh: Warehouse, source: str, table: str, tenant: str) -> int:

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hisx.connectors.warehouse import Warehouse, in_list
+from hisx.connectors.warehouse import Warehouse, execute_ddl, in_list
 from hisx.marts import runner as marts
 from hisx.pipelines import feeds, ods, runlog
 from hisx.pipelines.std_stats import StdStats, Tenant
@@ -38,10 +38,9 @@ PERSON_KEY_CACHE_DDL = """CREATE TABLE IF NOT EXISTS person_key_cache (
 def ensure_person_key_cache(wh: Warehouse) -> None:
     """The person-key cache; on PostgreSQL with a B-tree on (tenant, patient_id), which each
     batch's lookup and replacement would otherwise answer by scanning the city's cache."""
-    wh.execute(PERSON_KEY_CACHE_DDL)
-    if wh.dialect == "postgresql":
-        wh.execute("CREATE INDEX IF NOT EXISTS ix_person_key_cache_pid ON person_key_cache "
-                   "(tenant, patient_id)")
+    execute_ddl(wh, [PERSON_KEY_CACHE_DDL] + (
+        ["CREATE INDEX IF NOT EXISTS ix_person_key_cache_pid ON person_key_cache "
+         "(tenant, patient_id)"] if wh.dialect == "postgresql" else []))
 
 
 # -- read ------------------------------------------------------------------------------------

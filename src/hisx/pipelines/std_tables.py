@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hisx.connectors.warehouse import Warehouse, ident, in_list
+from hisx.connectors.warehouse import Warehouse, execute_ddl, ident, in_list
 
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -92,8 +92,7 @@ def ensure_std(wh: Warehouse, dataset: str, schema: dict[str, Any]) -> None:
     wh.execute(QUARANTINE_DDL)
     wh.execute(std_ddl(dataset, schema))
     _migrate(wh, dataset)
-    for stmt in std_index_ddl(dataset, wh.dialect):
-        wh.execute(stmt)
+    execute_ddl(wh, std_index_ddl(dataset, wh.dialect))
 
 
 def _has_column(wh: Warehouse, table: str, column: str) -> bool:
