@@ -24,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from hisx.standards.validators import CHECK_BYTES, fixed_width_bytes, real_dates
+
 KEY_ENV = "HISX_PSEUDO_KEY"
 KEY_ID_ENV = "HISX_PSEUDO_KEY_ID"
 STRONG, WEAK = "strong", "weak"
@@ -165,9 +167,6 @@ def person_keys_strength(key: PseudoKey, id_nos: Iterable[object], names: Iterab
     return keys, [STRONG if ok else WEAK for ok in strong]
 
 
-_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-
-
 def valid_ids(ids: list[str | None]) -> np.ndarray:
     """:func:`valid_id` of each normalized number, column-wise: the format by an Arrow regex,
     the birth date and the MOD 11-2 check character with numpy on the 18 ASCII bytes (the
@@ -177,19 +176,13 @@ def valid_ids(ids: list[str | None]) -> np.ndarray:
                        ).to_numpy(zero_copy_only=False).copy()
     if not out.any():
         return out
-    sub = pc.filter(arr, pa.array(out))
-    _, offsets, data = sub.buffers()
-    start = np.frombuffer(offsets, dtype=np.int32)[sub.offset]
-    chars = np.frombuffer(data, dtype=np.uint8)[start:start + 18 * len(sub)].reshape(-1, 18)
+    chars = fixed_width_bytes(pc.filter(arr, pa.array(out)), 18)
     digits = chars[:, :17].astype(np.int64) - 48
     y = digits[:, 6:10] @ np.array([1000, 100, 10, 1])
     m = digits[:, 10:12] @ np.array([10, 1])
     d = digits[:, 12:14] @ np.array([10, 1])
-    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
-    days = _DAYS_IN_MONTH[np.clip(m, 0, 12)] + ((m == 2) & leap)
-    real = (y >= 1) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= days)
-    check = np.frombuffer(_CHECK.encode("ascii"), dtype=np.uint8)[
-        (digits @ np.array(_WEIGHTS)) % 11]
+    real = (y >= 1) & real_dates(y, m, d)
+    check = CHECK_BYTES[(digits @ np.array(_WEIGHTS)) % 11]
     out[out] = real & (check == chars[:, 17])
     return out
 

@@ -195,13 +195,13 @@ def validate_national_id(ids: pd.Series, birth_dates: pd.Series | None = None,
     for mask, width in ((is18, 18), (is15, 15)):
         if not mask.any():
             continue
-        d = _fixed_bytes(pc.filter(arr, pa.array(mask)), width).astype(np.int64) - 48
+        d = fixed_width_bytes(pc.filter(arr, pa.array(mask)), width).astype(np.int64) - 48
         if width == 18:
-            checksum[mask] = _CHECK_BYTES[(d[:, :17] @ _WEIGHTS) % 11] != d[:, 17] + 48
+            checksum[mask] = CHECK_BYTES[(d[:, :17] @ _WEIGHTS) % 11] != d[:, 17] + 48
             y, m, dd, sex = d[:, 6:10] @ _Y4, d[:, 10:12] @ _Y2, d[:, 12:14] @ _Y2, d[:, 16]
         else:
             y, m, dd, sex = 1900 + d[:, 6:8] @ _Y2, d[:, 8:10] @ _Y2, d[:, 10:12] @ _Y2, d[:, 14]
-        ok = _real_date(y, m, dd)
+        ok = real_dates(y, m, dd)
         real[mask] = ok
         months = ((y - 1970) * 12 + m - 1).astype("datetime64[M]")
         day[mask] = np.where(ok, months.astype("datetime64[D]") + (dd - 1), np.datetime64("NaT"))
@@ -232,7 +232,8 @@ def validate_national_id(ids: pd.Series, birth_dates: pd.Series | None = None,
     return out
 
 
-_CHECK_BYTES = np.frombuffer(b"10X98765432", dtype=np.uint8).astype(np.int64)
+#: the MOD 11-2 check character (as its ASCII byte) of each remainder
+CHECK_BYTES = np.frombuffer(b"10X98765432", dtype=np.uint8).astype(np.int64)
 _Y4 = np.array([1000, 100, 10, 1])
 _Y2 = np.array([10, 1])
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
@@ -243,7 +244,7 @@ def _matches(arr: pa.Array, pattern: str) -> np.ndarray:
         zero_copy_only=False)
 
 
-def _fixed_bytes(arr: pa.Array, width: int) -> np.ndarray:
+def fixed_width_bytes(arr: pa.Array, width: int) -> np.ndarray:
     """The bytes of an array of ASCII strings all ``width`` long, as a (rows, width) matrix."""
     _, offsets, data = arr.buffers()
     start = np.frombuffer(offsets, dtype=np.int32)[arr.offset]
@@ -251,7 +252,7 @@ def _fixed_bytes(arr: pa.Array, width: int) -> np.ndarray:
         -1, width)
 
 
-def _real_date(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+def real_dates(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
     """Whether each (year, month, day) is a proleptic Gregorian date of years 0000-9999: what
     ``pd.to_datetime(format="%Y%m%d")`` accepts (year 0000 included, a leap year)."""
     leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
