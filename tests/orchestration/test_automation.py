@@ -24,7 +24,7 @@ import pytest
 from hisx.connectors.warehouse import Warehouse
 from hisx.marts.runner import MARTS
 from hisx.orchestration.definitions import defs, ingest_job_def
-from hisx.pipelines import reconcile
+from hisx.pipelines import feed_render, reconcile
 from hisx.simulator import OfflineWindow, append_activity, simulate
 from hisx.simulator.schema import TABLES
 
@@ -87,8 +87,8 @@ def digest(wh: Warehouse, table: str) -> tuple[int, str]:
 
 
 def ledger(wh: Warehouse) -> tuple[pd.DataFrame, list[str]]:
-    df = wh.query_df("SELECT message_id, dataset, tenant, source_key, envelope, state "
-                     "FROM feed_ledger")
+    df = feed_render.messages(wh).select(
+        ["message_id", "dataset", "tenant", "source_key", "envelope", "state"]).to_pandas()
     ids = list(df["message_id"])
 
     def strip(x):

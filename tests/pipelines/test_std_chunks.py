@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from hisx.connectors.warehouse import Warehouse
 from hisx.marts import runner
-from hisx.pipelines import flow
+from hisx.pipelines import feed_render, flow
 from hisx.standards.datasets import DATASETS
 
 # times of the run, and mart_dq_load_daily's count of batches (more chunks, more batches)
@@ -61,8 +61,9 @@ def build(url: str, path, chunk: int, monkeypatch, overlap: bool = True,
                                  for d, s in DATASETS.items() for t in tenants))
         tables = [f"std_{d}" for d in DATASETS] + ["quarantine", "feed_ledger",
                                                     "person_key_cache", *runner.MARTS]
-        for t in tables:
-            df = wh.query_df(f"SELECT * FROM {t}")
+        for t in tables:  # the ledger as it would be sent (an envelope stored or built)
+            df = (feed_render.messages(wh).to_pandas() if t == "feed_ledger"
+                  else wh.query_df(f"SELECT * FROM {t}"))
             df = df[[c for c in df.columns if c not in VOLATILE]]
             df = df.sort_values(list(df.columns), kind="mergesort").reset_index(drop=True)
             out[t] = hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from hisx.connectors.warehouse import Warehouse
 from hisx.marts import runner as marts
-from hisx.pipelines import ods, reconcile
+from hisx.pipelines import feed_render, ods, reconcile
 from hisx.pipelines.flow import ensure_dirty
 from hisx.pipelines.std_tables import QUARANTINE_DDL, std_table
 from hisx.simulator.schema import TABLES, primary_key
@@ -167,6 +167,10 @@ def _remove_std(wh: Warehouse, tenant: str, table: str) -> tuple[dict, dict]:
             "SELECT original FROM quarantine WHERE dataset = :d AND tenant = :t AND "
             "source_key IN (SELECT source_key FROM stage_deleted)",
             {"d": dataset, "t": tenant}), bt)
+        # unsent messages of the rows removed keep their payload (see feed_render)
+        feed_render.materialize(wh, dataset, f"SELECT tenant, source_key FROM {std} WHERE "
+                                "tenant = :t AND source_key IN (SELECT source_key FROM "
+                                "stage_deleted)", {"t": tenant})
         wh.execute(f"DELETE FROM {std} WHERE tenant = :t AND source_key IN "
                    "(SELECT source_key FROM stage_deleted)", {"t": tenant})
         wh.execute("DELETE FROM quarantine WHERE dataset = :d AND tenant = :t AND source_key "

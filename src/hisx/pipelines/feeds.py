@@ -26,6 +26,7 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -86,7 +87,7 @@ def ledger_ddl(dialect: str) -> list[str]:
     business_time {ts},
     topic VARCHAR(200) NOT NULL,
     msg_key VARCHAR(120) NOT NULL,
-    envelope {env} NOT NULL,
+    envelope {env},
     reasons TEXT,
     state VARCHAR(8) NOT NULL,
     kafka_partition INTEGER,
@@ -114,8 +115,22 @@ def ledger_ddl(dialect: str) -> list[str]:
     return stmts
 
 
+_NULLABLE_CHECKED: weakref.WeakSet[Warehouse] = weakref.WeakSet()
+
+
 def ensure_ledger(wh: Warehouse) -> None:
+    """The ledger, its sequence and indexes. A ledger made before envelopes could be left to
+    :mod:`~hisx.pipelines.feed_render` (its ``envelope NOT NULL``) loses that constraint, once
+    per warehouse object: the check is a catalog query, and ``ALTER`` takes PostgreSQL's
+    exclusive lock even when there is nothing to change."""
     execute_ddl(wh, ledger_ddl(wh.dialect))
+    if wh in _NULLABLE_CHECKED:
+        return
+    if wh.scalar("SELECT count(*) FROM information_schema.columns WHERE table_name = "
+                 "'feed_ledger' AND column_name = 'envelope' AND is_nullable = 'NO' "
+                 "AND table_schema = current_schema()"):
+        wh.execute("ALTER TABLE feed_ledger ALTER COLUMN envelope DROP NOT NULL")
+    _NULLABLE_CHECKED.add(wh)
 
 
 # -- contracts -------------------------------------------------------------------------------
@@ -271,13 +286,20 @@ def _iso(arr: pa.Array, day: bool) -> pa.Array:
 
 def _json_column(s: pd.Series, prop: Mapping[str, Any]) -> pa.Array | list[Any]:
     """A column as JSON-ready Arrow (string/int/float/bool), or a list if Arrow cannot."""
-    t = prop.get("type")
-    types = {t} if isinstance(t, str) else set(t or ())
-    day = prop.get("format") == "date"
     try:
         arr = pa.Array.from_pandas(s)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return [_py(x, day) for x in s.tolist()]
+        return [_py(x, prop.get("format") == "date") for x in s.tolist()]
+    return json_arrow(arr, prop)
+
+
+def json_arrow(arr: pa.Array | pa.ChunkedArray, prop: Mapping[str, Any]
+               ) -> pa.Array | list[Any]:
+    """An Arrow column (a DataFrame's, or a std table's as the warehouse returns it) as
+    JSON-ready Arrow, or a list if Arrow cannot: both give the same JSON text."""
+    t = prop.get("type")
+    types = {t} if isinstance(t, str) else set(t or ())
+    day = prop.get("format") == "date"
     if isinstance(arr, pa.ChunkedArray):  # pandas' Arrow-backed strings of a concatenation
         arr = arr.combine_chunks()
     at = arr.type
@@ -392,6 +414,13 @@ def _value(col: pa.Array | list[Any], i: int) -> Any:
     return col[i].as_py() if isinstance(col, pa.Array) else col[i]
 
 
+def _ints(cols: Mapping[str, pa.Array | list], name: str, n: int) -> pa.Array:
+    col = cols.get(name)
+    if isinstance(col, pa.Array) and pa.types.is_integer(col.type):
+        return pc.cast(col, pa.int64())
+    return pa.array(_column(cols, name, n), pa.int64())
+
+
 def _column(cols: Mapping[str, pa.Array | list], name: str, n: int) -> list[Any]:
     col = cols.get(name)
     if col is None:
@@ -401,7 +430,7 @@ def _column(cols: Mapping[str, pa.Array | list], name: str, n: int) -> list[Any]
 
 def build_ledger_rows(dataset: str, tenant: str | None, standardized: pd.DataFrame,
                       load_id: str, *, contract_: Contract | None = None,
-                      now: datetime | None = None) -> pa.Table:
+                      now: datetime | None = None, envelopes: bool = True) -> pa.Table:
     """Ledger rows (Arrow, :data:`LEDGER_COLUMNS`) for ``standardized``, validated.
 
     Each row's center is its ``tenant`` column (a batch may hold several centers' rows), or
@@ -409,53 +438,49 @@ def build_ledger_rows(dataset: str, tenant: str | None, standardized: pd.DataFra
 
     Payload and envelope JSON are assembled column-wise with Arrow string kernels and the
     message ids with DuckDB's SHA-1 (:func:`message_ids`); only dead-lettered rows are handled
-    row by row.
+    row by row. With ``envelopes=False`` (standardization, whose std rows are written in the
+    same transaction) valid rows keep no envelope: :mod:`hisx.pipelines.feed_render` builds it
+    from the std row when it is sent, or stores it before that row is replaced or removed.
+    Dead-lettered rows always keep theirs (their payload is redacted, not the std row).
     """
     c = contract_ or contract(dataset)
     df = standardized.reset_index(drop=True)
     n = len(df)
     cols = payload_columns(df, c.schema)
     bad = c.validator.validate_columns(cols, n)
-    sk = _column(cols, "source_key", n)
-    rv = _column(cols, "row_version", n)
-    bt_col = cols.get("business_time")
-    if isinstance(bt_col, pa.Array) and pa.types.is_string(bt_col.type) and not pc.any(
-            pc.match_substring_regex(bt_col, r"(Z|[+-]\d\d:\d\d)$")).as_py():
-        event = pc.binary_join_element_wise(bt_col, LOCAL_OFFSET, "")
-    else:
-        event = pa.array([b if not isinstance(b, str) or b.endswith(("Z", LOCAL_OFFSET))
-                          else b + LOCAL_OFFSET for b in _column(cols, "business_time", n)],
-                         pa.string())
+    sk, rv = _ints(cols, "source_key", n), _ints(cols, "row_version", n)
     if "tenant" in df.columns:
         centers = pa.array(df["tenant"].astype(object).to_numpy(), pa.string())
     elif tenant is not None:
         centers = pa.array([tenant] * n, pa.string())
     else:
         raise ValueError("ledger rows need each row's center: a tenant column or tenant=")
-    ids = message_ids(centers, dataset, pa.array(sk, pa.int64()), pa.array(rv, pa.int64()))
-    envelope = pc.binary_join_element_wise(*_joined([
-        '{"message_id":"', ids,
-        '","dataset":' + _dumps(dataset) + ',"schema_id":' + _dumps(c.schema_id)
-        + ',"schema_version":' + _dumps(c.version) + ',"tenant":', *_value_parts(centers),
-        ',"source_key":', _json_fragments(pa.array(sk, pa.int64())),
-        ',"row_version":', _json_fragments(pa.array(rv, pa.int64())),
-        ',"event_time":', *_value_parts(event),
-        ',"map_version":', *_value_parts(cols.get("map_version", [None] * n)),
-        ',"load_id":' + _dumps(load_id) + ',"payload":', *_payload_parts(cols), "}"]), "")
+    ids = message_ids(centers, dataset, sk, rv)
+    envelope = envelope_column(c, cols, ids, centers, load_id) if envelopes else None
     topics: list[str] = []
     reasons: list[str | None] = []
     if bad:
         topics, reasons = [c.topic] * n, [None] * n
-        envs = envelope.to_pylist()
+        order = sorted(bad)
+        if envelope is None:
+            take = pa.array(order, pa.int64())
+            sub = {k: (v.take(take) if isinstance(v, pa.Array) else [v[i] for i in order])
+                   for k, v in cols.items()}
+            built = envelope_column(c, sub, ids.take(take), centers.take(take), load_id)
+            envs: list[str | None] = [None] * n
+            for i, e in zip(order, built.to_pylist(), strict=True):
+                envs[i] = e
+        else:
+            envs = envelope.to_pylist()
         props = c.schema.get("properties", {})
-        for i, rs in bad.items():
+        for i in order:
             env = json.loads(envs[i])
             raw = {name: _value(col, i) for name, col in cols.items()}
-            env.update(original_topic=c.topic, reasons=rs,
+            env.update(original_topic=c.topic, reasons=bad[i],
                        payload=_redacted_payload(raw, props))
             envs[i] = _dumps(env)
             topics[i] = DLQ_TOPIC
-            reasons[i] = _dumps(rs)
+            reasons[i] = _dumps(bad[i])
         envelope = pa.array(envs, pa.string())
     try:
         btimes = pc.cast(pa.Array.from_pandas(df["business_time"]), pa.timestamp("us"))
@@ -467,19 +492,45 @@ def build_ledger_rows(dataset: str, tenant: str | None, standardized: pd.DataFra
         "message_id": ids,
         "dataset": pa.repeat(pa.scalar(dataset, pa.string()), n),
         "tenant": centers,
-        "source_key": pa.array(sk, pa.int64()),
-        "row_version": pa.array(rv, pa.int64()),
+        "source_key": sk,
+        "row_version": rv,
         "business_time": btimes,
         "topic": (pa.array(topics, pa.string()) if bad
                   else pa.repeat(pa.scalar(c.topic, pa.string()), n)),
-        "msg_key": pc.binary_join_element_wise(
-            centers, ":", pc.cast(pa.array(sk, pa.int64()), pa.string()), ""),
-        "envelope": envelope,
+        "msg_key": pc.binary_join_element_wise(centers, ":", pc.cast(sk, pa.string()), ""),
+        "envelope": envelope if envelope is not None else pa.nulls(n, pa.string()),
         "reasons": pa.array(reasons, pa.string()) if bad else pa.nulls(n, pa.string()),
         "state": pa.repeat(pa.scalar("pending", pa.string()), n),
         "load_id": pa.repeat(pa.scalar(load_id, pa.string()), n),
         "enqueued_at": pa.repeat(pa.scalar(now or datetime.now(), pa.timestamp("us")), n),
     })
+
+
+def envelope_column(c: Contract, cols: Mapping[str, pa.Array | list], ids: pa.Array,
+                    centers: pa.Array, load_id: str | pa.Array) -> pa.Array:
+    """The envelope JSON of each row of payload columns ``cols`` (:func:`payload_columns` or
+    :func:`json_arrow` of each schema column, in the schema's order), joined column-wise.
+    ``load_id`` is the standardization run's: one for all rows, or each row's."""
+    n = len(ids)
+    sk, rv = _ints(cols, "source_key", n), _ints(cols, "row_version", n)
+    bt_col = cols.get("business_time")
+    if isinstance(bt_col, pa.Array) and pa.types.is_string(bt_col.type) and not pc.any(
+            pc.match_substring_regex(bt_col, r"(Z|[+-]\d\d:\d\d)$")).as_py():
+        event = pc.binary_join_element_wise(bt_col, LOCAL_OFFSET, "")
+    else:
+        event = pa.array([b if not isinstance(b, str) or b.endswith(("Z", LOCAL_OFFSET))
+                          else b + LOCAL_OFFSET for b in _column(cols, "business_time", n)],
+                         pa.string())
+    head = ('","dataset":' + _dumps(c.dataset) + ',"schema_id":' + _dumps(c.schema_id)
+            + ',"schema_version":' + _dumps(c.version) + ',"tenant":')
+    loads = ([',"load_id":' + _dumps(load_id) + ',"payload":'] if isinstance(load_id, str)
+             else [',"load_id":', *_value_parts(load_id), ',"payload":'])
+    return pc.binary_join_element_wise(*_joined([
+        '{"message_id":"', ids, head, *_value_parts(centers),
+        ',"source_key":', _json_fragments(sk), ',"row_version":', _json_fragments(rv),
+        ',"event_time":', *_value_parts(event),
+        ',"map_version":', *_value_parts(cols.get("map_version", [None] * n)),
+        *loads, *_payload_parts(cols), "}"]), "")
 
 
 def _is_identity(order: pa.Array) -> bool:
@@ -720,7 +771,7 @@ def _send(wh: Warehouse, cfg: FeedConfig, where: str, params: Mapping[str, Any],
         while True:
             upto = pages.upto(last)
             batch = wh.query_arrow(
-                f"SELECT seq, message_id, dataset, topic, msg_key, envelope FROM feed_ledger "
+                f"SELECT {_SEND_COLUMNS} FROM feed_ledger "
                 f"WHERE {where} AND seq > :last{'' if upto is None else ' AND seq <= :upto'} "
                 "ORDER BY seq LIMIT :n",
                 {**params, "last": last, "n": cfg.batch_size,
@@ -729,6 +780,11 @@ def _send(wh: Warehouse, cfg: FeedConfig, where: str, params: Mapping[str, Any],
                 if upto is not None:  # the ledger changed under the window: page without it
                     pages.dense = False
                     continue
+                break
+            batch, unrendered = _rendered(wh, batch)
+            if unrendered:  # stop: keep per-key order, nothing of this page is sent
+                stats.error = unrendered
+                log.error("feed %s: %s", "replay" if replay else "publish", unrendered)
                 break
             seqs = batch["seq"].to_pylist()
             ids = batch["message_id"].to_pylist()
@@ -778,6 +834,25 @@ def _send(wh: Warehouse, cfg: FeedConfig, where: str, params: Mapping[str, Any],
              stats.dead, stats.failed, stats.seconds,
              f"; stopped: {stats.error}" if stats.error else "")
     return stats
+
+
+#: what a page of messages to send reads: the stored envelope, or what builds it
+_SEND_COLUMNS = ("seq, message_id, dataset, topic, msg_key, envelope, tenant, source_key, "
+                 "row_version, load_id")
+
+
+def _rendered(wh: Warehouse, batch: pa.Table) -> tuple[pa.Table, str | None]:
+    """``batch`` with every envelope, those not stored built from their std rows; and an
+    error if any message has neither (its std row changed without storing it first)."""
+    from hisx.pipelines import feed_render
+
+    env = feed_render.render(wh, batch)
+    if env.null_count:
+        missing = pc.filter(batch["message_id"], pc.is_null(env)).to_pylist()
+        return batch, (f"{len(missing)} message(s) have no stored envelope and no std row "
+                       f"of their version to build it from, e.g. {missing[0]}; nothing "
+                       "of this page was sent")
+    return batch.set_column(batch.schema.get_field_index("envelope"), "envelope", env), None
 
 
 class _Pages:

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from hisx.connectors.warehouse import Warehouse, execute_ddl, in_list
 from hisx.marts import runner as marts
-from hisx.pipelines import feeds, ods, runlog
+from hisx.pipelines import feed_render, feeds, ods, runlog
 from hisx.pipelines.std_stats import StdStats, Tenant
 from hisx.pipelines.std_tables import ARRIVAL, std_columns, std_table
 
@@ -322,7 +322,9 @@ def compute(args: dict):
     a = dict(args)
     dataset = a.pop("dataset")
     res = standardize(dataset, a.pop("df"), **a)
-    ledger = (feeds.build_ledger_rows(dataset, None, res.standardized, args["load_id"])
+    # no envelopes: they are built from the std rows when sent (see feed_render)
+    ledger = (feeds.build_ledger_rows(dataset, None, res.standardized, args["load_id"],
+                                      envelopes=False)
               if len(res.standardized) else None)
     return res, ledger
 
@@ -433,6 +435,9 @@ def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame
                           f"FROM {table} WHERE {in_batch}", rng)
         if key:  # a replaced version's key may have no record left on the range's days
             marts.mark_dirty_keys(wh, dataset, old["tenant"], old[key])
+        if len(old):  # unsent messages of the versions replaced keep their own payload
+            feed_render.materialize(wh, dataset, "SELECT tenant, source_key FROM stage_keys",
+                                    {})
         wh.execute(f"DELETE FROM {table} WHERE {in_batch}", rng)
         wh.execute(f"DELETE FROM quarantine WHERE dataset = :d AND {in_batch}",
                    {**rng, "d": dataset})
