@@ -90,15 +90,20 @@ def _from_std(wh: Warehouse, dataset: str, todo: pa.Table) -> pa.Table:
     return pa.table({"_ord": t["_ord"], "envelope": env})
 
 
-def materialize(wh: Warehouse, dataset: str, keys_sql: str, params: dict[str, Any]) -> int:
+def materialize(wh: Warehouse, dataset: str, keys_sql: str, params: dict[str, Any],
+                key_range: tuple[int, int] | None = None) -> int:
     """Store the envelopes of ``dataset``'s messages that have none and whose std row is
     one of ``keys_sql``'s (a SELECT of ``tenant, source_key``), before those std rows are
-    replaced or removed. Returns how many were stored."""
+    replaced or removed. ``key_range`` (the keys' inclusive bounds) lets DuckDB skip the
+    ledger's row groups that cannot hold them. Returns how many were stored."""
     feeds.ensure_ledger(wh)
+    rng = "" if key_range is None else " AND source_key BETWEEN :_lo AND :_hi"
     todo = wh.query_arrow(
         "SELECT message_id, dataset, tenant, source_key, row_version, load_id, envelope "
-        "FROM feed_ledger WHERE dataset = :_d AND envelope IS NULL AND (tenant, source_key) "
-        f"IN ({keys_sql})", {**params, "_d": dataset})
+        f"FROM feed_ledger WHERE dataset = :_d AND envelope IS NULL{rng} AND "
+        f"(tenant, source_key) IN ({keys_sql})",
+        {**params, "_d": dataset,
+         **({} if key_range is None else {"_lo": key_range[0], "_hi": key_range[1]})})
     if not todo.num_rows:
         return 0
     env = render(wh, todo)

@@ -437,7 +437,7 @@ def _write_rows(wh: Warehouse, spec, schema, df: pd.DataFrame, std: pd.DataFrame
             marts.mark_dirty_keys(wh, dataset, old["tenant"], old[key])
         if len(old):  # unsent messages of the versions replaced keep their own payload
             feed_render.materialize(wh, dataset, "SELECT tenant, source_key FROM stage_keys",
-                                    {})
+                                    {}, (rng["lo"], rng["hi"]))
         wh.execute(f"DELETE FROM {table} WHERE {in_batch}", rng)
         wh.execute(f"DELETE FROM quarantine WHERE dataset = :d AND {in_batch}",
                    {**rng, "d": dataset})
