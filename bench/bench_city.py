@@ -225,7 +225,9 @@ def publish_all(wh) -> int:
 
 
 def run_hisx_duckdb(env: dict, src: dict, out: Path) -> dict:
-    return hisx_backfill(env, src, f"duckdb:///{out}")
+    r = hisx_backfill(env, src, f"duckdb:///{out}")
+    r["warehouse_mb"] = out.stat().st_size / 1e6  # after the closing checkpoint
+    return r
 
 
 def run_hisx_pg(env: dict, src: dict, out: Path) -> dict:

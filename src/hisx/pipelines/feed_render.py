@@ -40,15 +40,20 @@ def render(wh: Warehouse, rows: pa.Table) -> pa.Array:
         env = pc.cast(env, pa.string())
     if not env.null_count:
         return env
-    todo = rows.append_column("_ord", pa.array(np.arange(rows.num_rows), pa.int64())).filter(
-        pc.is_null(env))
-    found = [_from_std(wh, str(d), todo.filter(pc.equal(todo["dataset"], d)))
-             for d in pc.unique(todo["dataset"]).to_pylist()]
-    got = pa.concat_tables([f for f in found if f.num_rows]) if any(
-        f.num_rows for f in found) else None
-    if got is None:
+    todo = rows.select(["dataset", "tenant", "source_key", "row_version", "message_id",
+                        "load_id"]).append_column(
+        "_ord", pa.array(np.arange(rows.num_rows), pa.int64()))
+    if env.null_count < len(env):
+        todo = todo.filter(pc.is_null(env))
+    names = pc.unique(todo["dataset"]).to_pylist()
+    found = [_from_std(wh, str(d), todo if len(names) == 1
+                       else todo.filter(pc.equal(todo["dataset"], d))) for d in names]
+    found = [f for f in found if f.num_rows]
+    if not found:
         return env
-    got = got.sort_by("_ord")
+    got = found[0] if len(found) == 1 else pa.concat_tables(found).sort_by("_ord")
+    if got.num_rows == rows.num_rows:  # every envelope built, in order (the common page)
+        return got["envelope"].combine_chunks()
     mask = np.zeros(rows.num_rows, dtype=bool)
     mask[got["_ord"].to_numpy()] = True
     return pc.replace_with_mask(env, pa.array(mask), got["envelope"].combine_chunks())

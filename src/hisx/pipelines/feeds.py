@@ -881,7 +881,11 @@ def _send_columns(wh: Warehouse, sink: Any, batch: pa.Table, prefix: str, replay
     env = batch["envelope"]
     if pa.types.is_large_string(env.type):  # PostgreSQL's text arrives as large_string
         env = env.cast(pa.string())
-    values = pc.binary_join_element_wise(prefix, pc.utf8_slice_codeunits(env, 1), "")
+    # the envelope's "{" is one byte: sliced as bytes (UTF-8 code-unit slicing decodes every
+    # character; 50,000 city envelopes: 25 ms against 170)
+    values = pc.binary_join_element_wise(
+        pa.scalar(prefix.encode()), pc.binary_slice(pc.cast(env, pa.binary()), 1, 2**31 - 1),
+        pa.scalar(b"")).cast(pa.string())
     topics = batch["topic"]
     offsets, errors = sink.send_columns(topics, values)
     n = batch.num_rows
