@@ -9,7 +9,9 @@ the same code and so the same bytes as :func:`hisx.pipelines.feeds.build_ledger_
 - when a message is sent or replayed (:func:`render`), from the std row of its version;
 - before that std row is replaced by a newer version or removed (:func:`materialize`, called
   by the std write and by deletes while the row is still there): the envelope is then stored,
-  so a message is sent, or replayed, with the payload of its own version, as before.
+  so a message is sent, or replayed, with the payload of its own version, as before. Any
+  new code that replaces or removes std rows must call it first, or publishing stops on the
+  messages it can no longer build (with an error naming one; nothing is sent out of order).
 
 Dead-lettered messages always store theirs (a redacted payload, not the std row's).
 """
