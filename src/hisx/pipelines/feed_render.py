@@ -67,8 +67,7 @@ def _from_std(wh: Warehouse, dataset: str, todo: pa.Table) -> pa.Table:
     c = feeds.contract(dataset)
     props = c.schema.get("properties", {})
     table = std_table(dataset)
-    if not wh.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = :t "
-                     "AND table_schema = current_schema()", {"t": table.strip('"')}):
+    if not wh.table_exists(f"std_{dataset}"):
         return pa.table({"_ord": pa.array([], pa.int64()), "envelope": pa.array([], pa.string())})
     marks, names = in_list("t", sorted(pc.unique(todo["tenant"]).to_pylist()))
     keys = pc.cast(todo["source_key"], pa.int64())
@@ -88,6 +87,7 @@ def _from_std(wh: Warehouse, dataset: str, todo: pa.Table) -> pa.Table:
         "AND s.source_key BETWEEN :lo AND :hi ORDER BY k._ord",
         {**names, "lo": pc.min(keys).as_py(), "hi": pc.max(keys).as_py()})
     wh.execute("DROP TABLE stage_render")
+
     def text(name: str) -> pa.Array:
         return pc.cast(t[name].combine_chunks(), pa.string())
 
