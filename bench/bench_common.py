@@ -7,9 +7,9 @@ import statistics
 import threading
 
 
-def peak_rss_mb() -> float:
-    """VmHWM: this process's own peak RSS (ru_maxrss would include the parent's at exec)."""
-    with open("/proc/self/status", encoding="ascii") as f:
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """VmHWM: a process's own peak RSS (ru_maxrss would include the parent's at exec)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
         for line in f:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024

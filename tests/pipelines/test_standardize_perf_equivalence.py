@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hisx.pipelines.standardize import _dates, standardize
+from hisx.pipelines.standardize import DATASETS, _dates, standardize
 from hisx.standards import validators as v
 from hisx.standards.maps import load_maps, map_key
 from hisx.standards.samples import sample_person_keys, sample_source
@@ -136,3 +136,32 @@ def test_dedupe_matches_per_row_definition(rows):
     norm = [(pk, rv, org, None if no is None else no.strip()) for pk, rv, org, no in rows]
     assert set(out.index) == _dedupe_ref(norm)
     assert dropped == len(rows) - len(out)
+
+
+PHONES = ["138 1234 5678", "+86-138-1234-5678", "１３８１２３４５６７８", "٣٤٥١٢", "²³", "abc", "",
+          "  ", None, "010-1234567 转 89", "13812345678901234567890", "5"]
+
+
+@pytest.mark.parametrize("rotate", [0, 5])
+def test_phone_digits_match_per_character_definition(rotate: int) -> None:
+    """The phone's hash and mask are those of its ASCII digits after ``as_str`` (a Python
+    loop per character, by definition), for full-width, Arabic-Indic and superscript digits,
+    separators, blanks and missing numbers."""
+    from hisx.standards import pseudonym
+
+    maps = load_maps(TENANT, "vendor_a")
+    df = sample_source("person", len(PHONES), maps, tenant=TENANT)
+    phones = PHONES[rotate:] + PHONES[:rotate]
+    df["phone"] = pd.Series(phones, dtype=object)
+    key = pseudonym.key_from_text("phone-eq-key-0000000000")
+    res = standardize("person", df, tenant=TENANT, vendor="vendor_a", load_id="eq",
+                      now=datetime(2027, 1, 1), maps=maps, pseudo_key=key)
+    assert len(res.standardized) == len(df)
+    by_key = dict(zip(df[DATASETS["person"].pk], phones, strict=True))
+    for _, row in res.standardized.iterrows():
+        raw = by_key[row["source_key"]]
+        text = _ref(raw)
+        digits = "".join(c for c in text if c.isdigit() and c.isascii()) if text else ""
+        assert row["phone_masked"] == pseudonym.mask_phone(digits or None)
+        want = pseudonym.hmac_hex(key, "phone:" + digits) if digits else None
+        assert row["phone_hash"] == want

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from hisx.connectors.warehouse import Warehouse
 from hisx.marts import runner
-from hisx.pipelines import feed_render, flow
+from hisx.pipelines import feed_render, flow, std_worker
 from hisx.standards.datasets import DATASETS
 
 # times of the run, and mart_dq_load_daily's count of batches (more chunks, more batches)
@@ -41,7 +41,11 @@ def six_centers(tmp_path_factory) -> str:
 
 
 def build(url: str, path, chunk: int, monkeypatch, overlap: bool = True,
-          per_center: bool = False, batch: int = 50_000) -> dict[str, str]:
+          per_center: bool = False, batch: int = 50_000, worker: bool = False
+          ) -> dict[str, str]:
+    # the worker process computes the batches only when asked (the tests' runs are small)
+    monkeypatch.setenv("HISX_STD_WORKERS", "1" if worker else "0")
+    monkeypatch.setenv("HISX_STD_WORKER_MIN_ROWS", "1")
     monkeypatch.setenv("HISX_STD_CHUNK_ROWS", str(chunk))
     monkeypatch.setenv("HISX_STD_TXN_ROWS", str(chunk))  # a group per chunk's worth of rows
     monkeypatch.setenv("HISX_STD_BATCH_ROWS", str(batch))
@@ -69,25 +73,36 @@ def build(url: str, path, chunk: int, monkeypatch, overlap: bool = True,
             out[t] = hashlib.sha256(df.to_csv(index=False).encode()).hexdigest()
         out["rows_in"] = str(sum(s.rows_in for s in stats))
     engine.dispose()
+    std_worker.shutdown()  # not kept for the next test
     return out
 
 
-@pytest.mark.parametrize("overlap", [True, False], ids=["overlapped", "in-turn"])
-def test_chunked_equals_one_batch(source, tmp_path, monkeypatch, overlap) -> None:
+@pytest.mark.parametrize("mode", ["overlapped", "in-turn", "worker"])
+def test_chunked_equals_one_batch(source, tmp_path, monkeypatch, mode) -> None:
     """Small chunks make many transaction groups (each holding chunks of both centers);
-    overlapped, a writer thread writes one while the next is standardized."""
+    overlapped, a writer thread writes one while the next is standardized; with the worker,
+    a second process computes the next batches while the held ones are written."""
     monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
     whole = build(source, tmp_path / "whole.duckdb", 10**9, monkeypatch)
     writes: list[list[set[str]]] = []
-    real = flow._write
+    real, submitted = flow._write, []
 
     def write(wh, spec, schema, batches, computed):
         writes.append([{u[0].org_code for u in b["units"]} for b in batches])
         return real(wh, spec, schema, batches, computed)
 
+    def submit(args):
+        submitted.append(args["dataset"])
+        return real_submit(args)
+
+    real_submit = std_worker.submit
     monkeypatch.setattr(flow, "_write", write)
+    monkeypatch.setattr(std_worker, "submit", submit)
     # batches of at most 150 rows: a group's chunks are standardized one or two at a time
-    chunked = build(source, tmp_path / "chunked.duckdb", 97, monkeypatch, overlap, batch=150)
+    chunked = build(source, tmp_path / "chunked.duckdb", 97, monkeypatch, mode == "overlapped",
+                    batch=150, worker=mode == "worker")
+    # every batch went to the worker (and only in its mode): it computed all nine datasets
+    assert set(submitted) == (set(DATASETS) if mode == "worker" else set())
     assert int(whole["rows_in"]) > 20 * 97  # many chunks per center and dataset
     assert whole["pending"] == chunked["pending"] == "0"
     assert chunked == whole
@@ -119,16 +134,20 @@ def test_centers_sharing_maps_standardize_in_one_batch_as_each_alone(six_centers
     assert together == alone
 
 
+@pytest.mark.parametrize("mode", ["overlapped", "worker"])
 def test_failed_write_leaves_whole_groups_and_a_rerun_converges(source, tmp_path,
-                                                               monkeypatch) -> None:
-    """The writer thread fails on its 5th group: the groups written before stay, the failed
-    group leaves nothing, the error reaches the caller, and a rerun gives the same warehouse
-    as an uninterrupted run."""
+                                                               monkeypatch, mode) -> None:
+    """The writer thread (or, with the worker computing the batches ahead, the main
+    process) fails on its 5th write: the groups written before stay, the failed group leaves
+    nothing, the error reaches the caller, and a rerun gives the same warehouse as an
+    uninterrupted run."""
     monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
     whole = build(source, tmp_path / "whole.duckdb", 10**9, monkeypatch)
     monkeypatch.setenv("HISX_STD_CHUNK_ROWS", "97")
-    monkeypatch.setenv("HISX_STD_TXN_ROWS", "97")
-    monkeypatch.setenv("HISX_STD_OVERLAP", "1")
+    monkeypatch.setenv("HISX_STD_TXN_ROWS", "300" if mode == "worker" else "97")
+    monkeypatch.setenv("HISX_STD_BATCH_ROWS", "97")
+    monkeypatch.setenv("HISX_STD_OVERLAP", "1" if mode == "overlapped" else "0")
+    monkeypatch.setenv("HISX_STD_WORKERS", "1" if mode == "worker" else "0")
     engine = sa.create_engine(source)
     real, calls = flow._write, []
 
@@ -152,7 +171,8 @@ def test_failed_write_leaves_whole_groups_and_a_rerun_converges(source, tmp_path
                                "FROM std_log WHERE dataset = 'person'"))
         stored = int(wh.scalar("SELECT count(*) FROM std_person")) + int(wh.scalar(
             "SELECT count(*) FROM quarantine WHERE dataset = 'person'"))
-        assert 0 < stored == logged < 97 * 5  # whole groups only, each with its log row
+        # whole groups only, each with its log row (a worker's group: several writes)
+        assert 0 < stored == logged < (300 if mode == "worker" else 97 * 5)
     engine.dispose()
     resumed = build(source, path, 97, monkeypatch)  # extract finds nothing new; std resumes
     # the rerun re-reads only what was pending, and the load-log DQ mart counts the chunks

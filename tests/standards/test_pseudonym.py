@@ -121,3 +121,16 @@ def test_column_wise_validity_and_keys_equal_the_per_row_definition(seed) -> Non
     got = ps.person_keys_strength(KEY, ids, names, births, genders)
     assert list(zip(*got, strict=True)) == [ps.person_key(KEY, *row)
                                            for row in zip(ids, names, births, genders, strict=True)]
+
+
+@pytest.mark.parametrize("secret", [b"k" * 16, bytes(range(64)), bytes(range(200)), "密钥".encode()])
+def test_hmac_hex_is_rfc2104_hmac_sha256(secret: bytes) -> None:
+    """The hand-keyed SHA-256 states give the standard library's HMAC, for keys shorter
+    than, equal to and longer than the block (hashed first), and for non-ASCII messages."""
+    import hashlib
+    import hmac
+
+    key = ps.PseudoKey(secret, "k")
+    for msg in ("id:110105194912310021", "weak|张三|1990-01-02|1", ""):
+        want = hmac.new(secret, msg.encode("utf-8"), hashlib.sha256).hexdigest()
+        assert ps.hmac_hex(key, msg) == want

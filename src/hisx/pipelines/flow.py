@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
@@ -22,7 +23,7 @@ from hisx.config import positive_int_env, size_env
 from hisx.connectors.source import TableReader
 from hisx.connectors.warehouse import Warehouse
 from hisx.marts import runner as marts
-from hisx.pipelines import memory, ods, runlog
+from hisx.pipelines import memory, ods, runlog, std_worker
 from hisx.pipelines import std_batches as sb
 from hisx.pipelines.extract import ExtractResult, extract_table
 from hisx.pipelines.std_batches import (  # noqa: F401 (re-exported: flow is the public face)
@@ -223,8 +224,9 @@ def standardize_tenants(
     standardized (pure functions) and written in batches of up to ``HISX_STD_BATCH_ROWS``
     rows of centers sharing their maps (``std_batches``): an hour's changes of every center
     are one batch per dataset and vendor, a backfill's memory stays that of one batch. A
-    process pool per tenant was measured slower than this on the 2-core machine (pickling the
-    batches costs more than it saves).
+    backfill's batches are computed in a worker process while the previous ones are written
+    (:mod:`std_worker`); a process pool per tenant, pickling whole envelopes, was measured
+    slower (session 9).
     """
     from hisx.pipelines.standardize import DATASETS
     from hisx.standards.datasets import load_schema
@@ -262,46 +264,72 @@ def standardize_tenants(
     if len(groups) > 1 and std_overlap():
         _run_overlapped(wh, spec, schema, groups, now, load_id, totals)
     else:
+        worker = std_worker.use_worker(sum(u[3] for u in units))
         for group in groups:
             # a later batch reads (dedup, person keys) what an earlier one of the group wrote:
             # the transaction sees its own writes
             with wh.transaction():
-                _standardize_group(wh, spec, schema, group, now, load_id, totals)
+                _standardize_group(wh, spec, schema, group, now, load_id, totals,
+                                   worker=worker)
     memory.release_memory()
     return list(totals.values())
 
 
 def _standardize_group(wh: Warehouse, spec, schema, group: list[tuple], now: datetime,
-                       load_id: str, totals: dict[str, StdStats]) -> None:
+                       load_id: str, totals: dict[str, StdStats], *,
+                       worker: bool = False) -> None:
     """Read, standardize and write one transaction group's batches.
 
     Consecutive batches of other centers (other vendors' maps) are written together while
     their rows fit in one batch (``HISX_STD_BATCH_ROWS``): each write is ~25 statements of a
     few milliseconds whatever its rows, and an hour's changes came as one small batch per
     vendor and dataset. A batch holding a center of the unwritten ones is read only after
-    they are written (its dedup and person keys read what they add)."""
-    limit = std_batch_rows()
-    held: list[tuple[dict, tuple]] = []
-    held_centers: set[str] = set()
-    held_rows = 0
+    they are written (its dedup and person keys read what they add).
 
-    def flush() -> None:
-        nonlocal held, held_centers, held_rows
-        if held:
-            for st in _write(wh, spec, schema, [b for b, _ in held], [c for _, c in held]):
-                totals[st.tenant].add(st)
-        held, held_centers, held_rows = [], set(), 0
+    With ``worker`` (see :mod:`std_worker`) batches are computed in the worker process and
+    up to :data:`WORKER_AHEAD` writes wait for their turn: the next batches of other centers
+    are read and handed to the worker before the held ones are written, so their rules run
+    while those are written."""
+    limit = std_batch_rows()
+    queue: list[list[tuple[dict, object]]] = []  # writes in order, the last being filled
+    queued_centers: set[str] = set()
+    open_rows = 0
+
+    def write_first() -> None:
+        nonlocal queued_centers
+        held = queue.pop(0)
+        computed = [c.result() if isinstance(c, Future) else c for _, c in held]
+        for st in _write(wh, spec, schema, [b for b, _ in held], computed):
+            totals[st.tenant].add(st)
+        queued_centers = {u[0].org_code for w in queue for b, _ in w for u in b["units"]}
 
     for units in sb.plan_batches(group, limit):
         centers = {u[0].org_code for u in units}
         rows = sum(u[3] for u in units)
-        if centers & held_centers or held_rows + rows > limit:
-            flush()
+        if centers & queued_centers:
+            while queue:
+                write_first()
+        elif queue and open_rows + rows > limit:
+            if not worker:
+                write_first()  # before the next read: one batch in memory at a time
+            queue.append([])
+        if not queue:
+            queue.append([])
+        if len(queue[-1]) == 0:
+            open_rows = 0
         batch = sb.read_batch(wh, spec, units, now, load_id)
-        held.append((batch, sb.compute(batch["args"])))
-        held_centers |= centers
-        held_rows += rows
-    flush()
+        computed = std_worker.submit(batch["args"]) if worker else sb.compute(batch["args"])
+        queue[-1].append((batch, computed))
+        queued_centers |= centers
+        open_rows += rows
+        if len(queue) > WORKER_AHEAD:  # the worker computes the newer ones meanwhile
+            write_first()
+    while queue:
+        write_first()
+
+
+#: writes a group keeps queued while the worker computes the batches ahead of them
+WORKER_AHEAD = 2
 
 
 def _write(wh: Warehouse, spec, schema, batches: list[dict], computed: list) -> list[StdStats]:
@@ -332,7 +360,7 @@ def _run_overlapped(wh: Warehouse, spec, schema, groups: list[list[tuple]], now:
     cross-batch dedup reads the std rows that write adds); every group is still one
     transaction, so a failure leaves whole groups only.
     """
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
     def write(batches: list[dict], computed: list) -> list[StdStats]:
         with wh.transaction():

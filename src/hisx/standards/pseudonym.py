@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import os
 import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,16 +89,25 @@ def normalize_id(raw: object) -> str | None:
 
 
 def hmac_hex(key: PseudoKey, message: str) -> str:
-    """HMAC-SHA256 of ``message`` (hex). The keyed state is built once per key and copied
-    per message (half the cost of ``hmac.new`` each time)."""
-    h = _keyed(key.secret).copy()
-    h.update(message.encode("utf-8"))
-    return h.hexdigest()
+    """HMAC-SHA256 of ``message`` (hex), RFC 2104 from SHA-256 states keyed once per key and
+    copied per message: 1.7x faster than copying an ``hmac.HMAC`` (whose Python wrapper
+    copies and finalizes two hash objects anyway)."""
+    inner, outer = _keyed(key.secret)
+    i = inner.copy()
+    i.update(message.encode("utf-8"))
+    o = outer.copy()
+    o.update(i.digest())
+    return o.hexdigest()
 
 
 @functools.lru_cache(maxsize=8)
-def _keyed(secret: bytes) -> hmac.HMAC:
-    return hmac.new(secret, digestmod=hashlib.sha256)
+def _keyed(secret: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after the key XOR ipad and XOR opad blocks (RFC 2104)."""
+    block = hashlib.sha256().block_size
+    k = hashlib.sha256(secret).digest() if len(secret) > block else secret
+    k = k.ljust(block, b"\0")
+    return (hashlib.sha256(bytes(x ^ 0x36 for x in k)),
+            hashlib.sha256(bytes(x ^ 0x5C for x in k)))
 
 
 def valid_id(id_no: str | None) -> bool:

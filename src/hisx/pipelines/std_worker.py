@@ -1,0 +1,118 @@
+"""Standardization's compute in a second process, so a backfill uses a second core.
+
+Standardizing a batch (:func:`std_batches.compute`: the rules and the feed-ledger rows) is
+pure Python/pandas work and holds the GIL; the batch's read and its write are the warehouse's.
+On the 2-core bench machine the in-process loop kept one core busy (99 % CPU) while the other
+waited. With a worker, batch N+1 is computed in the worker while the main process writes batch
+N, in the same transaction as before: only *where* a batch's rules run changes, not what is
+read, written, or in which order.
+
+The worker is started once per process (``spawn``: no fork of a process holding warehouse
+threads) and kept for later datasets. It is used for a dataset's run only when its pending rows
+reach ``HISX_STD_WORKER_MIN_ROWS``: an hour's few thousand rows cost less in-process than
+their pickling. ``HISX_STD_WORKERS=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing as mp
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import pandas as pd
+import pyarrow as pa
+
+from hisx.config import positive_int_env
+
+_POOL: ProcessPoolExecutor | None = None
+
+
+def std_workers() -> int:
+    """Worker processes for standardization's compute (``HISX_STD_WORKERS``): 1 where the
+    machine has a second core, else 0 (in-process). More than one does not help: the main
+    process writes one batch at a time."""
+    raw = os.environ.get("HISX_STD_WORKERS")
+    if raw is None:
+        return 1 if (os.cpu_count() or 1) > 1 else 0
+    if not raw.strip().isdigit() or int(raw) > 1:
+        raise ValueError(f"HISX_STD_WORKERS must be 0 or 1, not {raw!r}")
+    return int(raw)
+
+
+def worker_min_rows() -> int:
+    """Pending rows from which a dataset's run uses the worker (``HISX_STD_WORKER_MIN_ROWS``,
+    100,000: a backfill's, not an hour's)."""
+    return positive_int_env("HISX_STD_WORKER_MIN_ROWS", 100_000)
+
+
+def use_worker(pending_rows: int) -> bool:
+    """Whether a dataset's run of ``pending_rows`` computes in the worker (never inside a
+    daemonic process, which may not start children)."""
+    return (std_workers() > 0 and pending_rows >= worker_min_rows()
+            and not mp.current_process().daemon)
+
+
+def _init() -> None:
+    from hisx.pipelines import memory
+
+    memory.use_lean_pool()
+
+
+def _compute(args: dict, environ: dict[str, str]):
+    from dataclasses import replace
+
+    from hisx.pipelines.std_batches import compute
+
+    if environ != os.environ:  # the caller's settings now (the pseudonym key, maps' home)
+        os.environ.clear()
+        os.environ.update(environ)
+    res, ledger = compute(args)
+    return replace(res, standardized=arrow_backed(res.standardized)), ledger
+
+
+def arrow_backed(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with Arrow-backed columns, as the std write converts it (``Table.from_pandas``):
+    it pickles as Arrow buffers instead of one object per value (a person batch's std rows:
+    most of the worker's pickling), and the write's conversion is then zero-copy. A frame
+    Arrow cannot hold goes as it is."""
+    try:
+        return pa.Table.from_pandas(df, preserve_index=False).to_pandas(
+            types_mapper=pd.ArrowDtype)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return df
+
+
+def pool() -> ProcessPoolExecutor:
+    """The process's worker (started at first use, stopped at exit)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init)
+        atexit.register(shutdown)
+    return _POOL
+
+
+def submit(args: dict) -> Future:
+    """Compute a batch (``read_batch(...)["args"]``) in the worker, in the caller's
+    environment as it is now (the worker outlives a change of it, e.g. another key); a worker
+    that died (e.g. killed for memory) is replaced once: its own batches' futures raise."""
+    environ = dict(os.environ)
+    try:
+        return pool().submit(_compute, args, environ)
+    except BrokenProcessPool:
+        shutdown()
+        return pool().submit(_compute, args, environ)
+
+
+def worker_pids() -> list[int]:
+    """The running worker's process ids (none before the first use or after shutdown)."""
+    return sorted(_POOL._processes) if _POOL is not None and _POOL._processes else []
+
+
+def shutdown() -> None:
+    """Stop the worker (a later :func:`submit` starts a new one)."""
+    global _POOL
+    if _POOL is not None:
+        _POOL.shutdown(wait=True, cancel_futures=True)
+        _POOL = None

@@ -1,0 +1,91 @@
+"""The worker process for standardization's compute: when it is used, and that what it hands
+back is what the in-process compute gives (the end-to-end equality is in test_std_chunks)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from hisx.pipelines import std_worker
+from hisx.pipelines.std_batches import compute
+from hisx.standards.maps import load_maps
+from hisx.standards.samples import sample_source
+
+
+def test_worker_setting(monkeypatch) -> None:
+    monkeypatch.setenv("HISX_STD_WORKERS", "0")
+    assert std_worker.std_workers() == 0 and not std_worker.use_worker(10**9)
+    monkeypatch.setenv("HISX_STD_WORKERS", "1")
+    monkeypatch.setenv("HISX_STD_WORKER_MIN_ROWS", "1000")
+    assert std_worker.use_worker(1000) and not std_worker.use_worker(999)
+    for bad in ("2", "-1", "yes"):
+        monkeypatch.setenv("HISX_STD_WORKERS", bad)
+        with pytest.raises(ValueError, match="HISX_STD_WORKERS"):
+            std_worker.std_workers()
+    monkeypatch.delenv("HISX_STD_WORKERS")
+    monkeypatch.setattr(std_worker.os, "cpu_count", lambda: 1)
+    assert std_worker.std_workers() == 0  # one core: nothing to gain
+    monkeypatch.setattr(std_worker.os, "cpu_count", lambda: 2)
+    assert std_worker.std_workers() == 1
+    monkeypatch.delenv("HISX_STD_WORKER_MIN_ROWS")
+    assert std_worker.worker_min_rows() == 100_000
+
+
+def test_arrow_backed_frames_convert_as_the_originals() -> None:
+    df = pd.DataFrame({"s": ["a", None, "张"], "d": [date(2026, 1, 2), None, date(1, 1, 1)],
+                       "n": pd.array([1, None, 3], "Int64"), "f": [1.5, float("nan"), 2.0],
+                       "m": [Decimal("1.20"), None, Decimal("3.00")],
+                       "t": pd.to_datetime(["2026-01-02 03:04", None, "2026-12-31 00:00"])})
+    got = std_worker.arrow_backed(df)
+    assert all(isinstance(t, pd.ArrowDtype) for t in got.dtypes)
+    assert pa.Table.from_pandas(got, preserve_index=False).equals(
+        pa.Table.from_pandas(df, preserve_index=False))
+    mixed = pd.DataFrame({"x": [1, "a", b"z"]})  # Arrow cannot hold it: sent as it is
+    assert std_worker.arrow_backed(mixed) is mixed
+
+
+def test_worker_computes_what_the_process_computes(monkeypatch) -> None:
+    """A person batch computed in the worker (spawned: it reads the key from the same
+    environment) equals the in-process compute, std rows, quarantine and ledger rows."""
+    monkeypatch.setenv("HISX_PSEUDO_KEY", "worker-test-key-00000000000000")
+    maps = load_maps("W-ORG", "vendor_a")
+    df = sample_source("person", 400, maps, tenant="W-ORG")
+    df.loc[::9, "id_no"] = "not-an-id"
+    args = dict(dataset="person", df=df, tenant="W-ORG", vendor="vendor_a", load_id="L-w",
+                now=datetime(2027, 1, 1), person_keys=None, existing_keys=None, maps=maps)
+    try:
+        res_w, ledger_w = std_worker.submit(args).result(timeout=120)
+    finally:
+        std_worker.shutdown()
+    res, ledger = compute(args)
+    assert len(res.quarantined) > 0 and len(res.standardized) > 0
+    assert pa.Table.from_pandas(res_w.standardized, preserve_index=False).equals(
+        pa.Table.from_pandas(res.standardized, preserve_index=False))
+    pd.testing.assert_frame_equal(res_w.quarantined, res.quarantined)
+    differ = [c for c in ledger.column_names if not ledger_w[c].equals(ledger[c])]
+    assert differ == ["enqueued_at"]  # the time each was built
+    assert res_w.deduplicated_by == res.deduplicated_by
+
+
+def test_worker_follows_the_callers_environment(monkeypatch) -> None:
+    """The worker outlives a change of the caller's environment (another pseudonym key):
+    each batch is computed with the settings of its submission."""
+    maps = load_maps("W-ORG", "vendor_a")
+    df = sample_source("person", 50, maps, tenant="W-ORG")
+    args = dict(dataset="person", df=df, tenant="W-ORG", vendor="vendor_a", load_id="L-w",
+                now=datetime(2027, 1, 1), person_keys=None, existing_keys=None, maps=maps)
+    keys = []
+    try:
+        for secret in ("first-key-0000000000000000", "second-key-000000000000000"):
+            monkeypatch.setenv("HISX_PSEUDO_KEY", secret)
+            res, _ = std_worker.submit(args).result(timeout=120)
+            assert res.standardized["person_key"].tolist() == (
+                compute(args)[0].standardized["person_key"].tolist())
+            keys.append(res.standardized["person_key"].iloc[0])
+    finally:
+        std_worker.shutdown()
+    assert keys[0] != keys[1]
