@@ -162,7 +162,7 @@ def hisx_backfill(env: dict, src: dict, wh_url: str) -> dict:
 
     cfg = parse_source("city", source_config(env, src))
     tenants = [flow.Tenant(t["org_code"], t["vendor"]) for t in src["tenants"]]
-    rss = PhaseRss()
+    rss = PhaseRss(std_worker.worker_pids)
     rss.start()
     with Warehouse.from_url(wh_url) as wh:
         flow.ensure_warehouse(wh)
@@ -175,6 +175,9 @@ def hisx_backfill(env: dict, src: dict, wh_url: str) -> dict:
             rss.phase(f"std:{d}")
             std += flow.standardize_tenants(wh, d, tenants, now=datetime(2027, 1, 1))
         t2 = time.perf_counter()
+        # standardization's worker process (hisx.pipelines.std_worker), if it ran: its own
+        # peak, read before the marts stop it
+        worker_mb = sum(peak_rss_mb(p) for p in std_worker.worker_pids())
         rss.phase("marts")
         flow.build_marts(wh)
         t3 = time.perf_counter()
@@ -182,9 +185,6 @@ def hisx_backfill(env: dict, src: dict, wh_url: str) -> dict:
         t4 = time.perf_counter()
         rss.phase("close")
     peaks = rss.stop()
-    # standardization's worker process (hisx.pipelines.std_worker), if it ran: its own peak
-    worker_mb = sum(peak_rss_mb(p) for p in std_worker.worker_pids())
-    std_worker.shutdown()
     assert all(s.conserved for s in std)
     assert all(r.endpoint == "standby" and not r.used_primary for r in res if r.rows_read)
     return {"rows": sum(r.rows_read for r in res), "extract_s": t1 - t0,
@@ -278,9 +278,10 @@ def child(variant: str, src_file: str, out: str) -> None:
     t0 = time.perf_counter()
     r = RUNNERS[variant](dict(os.environ), src, Path(out))
     r["total_s"] = time.perf_counter() - t0 - r.get("publish_s", 0.0)
-    # the process's own peak plus its standardization worker's (both may hold a batch at once)
+    # the process's own peak, or with its standardization worker's at the same moment
+    # (sampled by phase), whichever is higher; each one's own peak is kept beside it
     r["main_peak_rss_mb"] = peak_rss_mb()
-    r["peak_rss_mb"] = r["main_peak_rss_mb"] + r.get("worker_peak_rss_mb", 0.0)
+    r["peak_rss_mb"] = max(r["main_peak_rss_mb"], *r.get("peak_rss_mb_by_phase", {}).values())
     print(json.dumps(r))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 import threading
+from collections.abc import Callable
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:
@@ -49,25 +50,32 @@ def summary(runs: list[dict], key: str) -> dict:
 
 
 class PhaseRss(threading.Thread):
-    """Peak RSS of each phase of a run (``/proc/self/status`` every 0.2 s): where the memory
-    goes, not only how much. ``phase(name)`` starts the next phase."""
+    """Peak RSS of each phase of a run (``/proc/<pid>/status`` every 0.2 s): where the memory
+    goes, not only how much. ``phase(name)`` starts the next phase. ``others`` gives the ids
+    of helper processes (standardization's worker) whose RSS counts with this one's: the
+    peaks are of the processes together, at the same moment."""
 
-    def __init__(self) -> None:
+    def __init__(self, others: Callable[[], list[int]] = lambda: []) -> None:
         super().__init__(daemon=True)
         self.current = "start"
         self.peaks: dict[str, float] = {}
+        self.others = others
         self._stop = threading.Event()
 
     def phase(self, name: str) -> None:
         self._sample()
         self.current = name
 
-    def _sample(self) -> None:
+    @staticmethod
+    def _rss_kb(pid: int | str) -> int:
         try:
-            with open("/proc/self/status") as f:
-                kb = next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS"))
-        except (OSError, StopIteration):
-            return
+            with open(f"/proc/{pid}/status") as f:
+                return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS"))
+        except (OSError, StopIteration):  # a helper that just ended
+            return 0
+
+    def _sample(self) -> None:
+        kb = self._rss_kb("self") + sum(self._rss_kb(p) for p in self.others())
         mb = round(kb / 1024)
         self.peaks[self.current] = max(self.peaks.get(self.current, 0), mb)
 

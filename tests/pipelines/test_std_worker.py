@@ -89,3 +89,17 @@ def test_worker_follows_the_callers_environment(monkeypatch) -> None:
     finally:
         std_worker.shutdown()
     assert keys[0] != keys[1]
+
+
+def test_marts_stop_the_idle_worker(tmp_path) -> None:
+    """The marts need the memory: building them stops the worker a backfill left running
+    (the next backfill starts it again)."""
+    from hisx.connectors.warehouse import Warehouse
+    from hisx.pipelines import flow
+
+    std_worker.pool().submit(int, "1").result(timeout=120)
+    assert std_worker.worker_pids()
+    with Warehouse.from_url(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        flow.ensure_warehouse(wh)
+        flow.build_marts(wh)
+    assert std_worker.worker_pids() == []

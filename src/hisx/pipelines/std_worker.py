@@ -63,11 +63,13 @@ def _init() -> None:
 def _compute(args: dict, environ: dict[str, str]):
     from dataclasses import replace
 
+    from hisx.pipelines import memory
     from hisx.pipelines.std_batches import compute
 
     if environ != os.environ:  # the caller's settings now (the pseudonym key, maps' home)
         os.environ.clear()
         os.environ.update(environ)
+    memory.release_memory()  # the previous batch's buffers: an idle worker stays small
     res, ledger = compute(args)
     return replace(res, standardized=arrow_backed(res.standardized)), ledger
 
