@@ -281,7 +281,7 @@ def child(variant: str, src_file: str, out: str) -> None:
     # the process's own peak, or with its standardization worker's at the same moment
     # (sampled by phase), whichever is higher; each one's own peak is kept beside it
     r["main_peak_rss_mb"] = peak_rss_mb()
-    r["peak_rss_mb"] = max(r["main_peak_rss_mb"], *r.get("peak_rss_mb_by_phase", {}).values())
+    r["peak_rss_mb"] = max([r["main_peak_rss_mb"], *r.get("peak_rss_mb_by_phase", {}).values()])
     print(json.dumps(r))
 
 
