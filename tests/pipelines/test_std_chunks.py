@@ -201,3 +201,40 @@ def test_transaction_groups_hold_chunks_up_to_the_txn_rows(monkeypatch) -> None:
     monkeypatch.setenv("HISX_STD_TXN_ROWS", "-1")
     with pytest.raises(ValueError, match="HISX_STD_TXN_ROWS"):
         flow.std_txn_rows()
+
+
+@pytest.mark.parametrize("worker", [True, False])
+def test_duckdb_cap_while_the_worker_computes_then_back(source, tmp_path, monkeypatch,
+                                                        worker) -> None:
+    """With the worker, the batches are written under HISX_DUCKDB_STD_MEMORY (the worker's
+    memory taken out of DuckDB's pool); the warehouse's own cap is back afterwards. In
+    process, the cap is the warehouse's throughout."""
+    monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
+    monkeypatch.setenv("HISX_STD_WORKERS", "1" if worker else "0")
+    monkeypatch.setenv("HISX_STD_WORKER_MIN_ROWS", "1")
+    monkeypatch.setenv("HISX_DUCKDB_MEMORY", "256MB")
+    monkeypatch.setenv("HISX_DUCKDB_STD_MEMORY", "96MB")
+    engine = sa.create_engine(source)
+    real, seen = flow._write, []
+
+    def write(wh, spec, schema, batches, computed):
+        seen.append(wh.scalar("SELECT current_setting('memory_limit')"))
+        return real(wh, spec, schema, batches, computed)
+
+    with Warehouse.from_url(f"duckdb:///{tmp_path / 'cap.duckdb'}") as wh:
+        shown = {}
+        for size in ("96MB", "256MB"):
+            wh.execute(f"SET memory_limit = '{size}'")
+            shown[size] = wh.scalar("SELECT current_setting('memory_limit')")
+        flow.ensure_warehouse(wh)
+        tenants = flow.discover_tenants(engine)
+        flow.extract(engine, wh, source="his", tenants=tenants)
+        monkeypatch.setattr(flow, "_write", write)
+        try:
+            stats = flow.standardize_tenants(wh, "person", tenants, now=datetime(2027, 1, 1))
+        finally:
+            std_worker.shutdown()
+        assert all(s.conserved for s in stats) and seen
+        assert set(seen) == {shown["96MB"] if worker else shown["256MB"]}
+        assert wh.scalar("SELECT current_setting('memory_limit')") == shown["256MB"]
+    engine.dispose()

@@ -103,3 +103,56 @@ def test_marts_stop_the_idle_worker(tmp_path) -> None:
         flow.ensure_warehouse(wh)
         flow.build_marts(wh)
     assert std_worker.worker_pids() == []
+
+
+def test_duckdb_cap_while_the_worker_computes(monkeypatch) -> None:
+    """The worker's memory comes out of DuckDB's pool: 128MB unless the warehouse's own cap
+    is lower; nothing for a server warehouse."""
+    monkeypatch.delenv("HISX_DUCKDB_STD_MEMORY", raising=False)
+    assert std_worker.duckdb_memory(None) is None
+    assert std_worker.duckdb_memory("256MB") == "128MB"
+    assert std_worker.duckdb_memory("1GiB") == "128MB"
+    assert std_worker.duckdb_memory("64MB") == "64MB"
+    assert std_worker.duckdb_memory("100MiB") == "100MiB"  # 104.9 MB
+    monkeypatch.setenv("HISX_DUCKDB_STD_MEMORY", "300MB")
+    assert std_worker.duckdb_memory("256MB") == "256MB"
+    monkeypatch.setenv("HISX_DUCKDB_STD_MEMORY", "lots")
+    with pytest.raises(ValueError, match="HISX_DUCKDB_STD_MEMORY"):
+        std_worker.duckdb_memory("256MB")
+
+
+SCRIPT = '''
+import sys
+from datetime import datetime
+
+open(sys.argv[1], "a").write("the script ran\\n")  # no __main__ guard, on purpose
+from hisx.pipelines import std_worker
+from hisx.standards.maps import load_maps
+from hisx.standards.samples import sample_source
+
+maps = load_maps("W-ORG", "vendor_a")
+args = dict(dataset="person", df=sample_source("person", 5, maps, tenant="W-ORG"),
+            tenant="W-ORG", vendor="vendor_a", load_id="L-s", now=datetime(2027, 1, 1),
+            person_keys=None, existing_keys=None, maps=maps)
+res, _ = std_worker.submit(args).result(timeout=120)
+std_worker.shutdown()
+print(len(res.standardized) + len(res.quarantined))
+'''
+
+
+def test_worker_does_not_run_the_callers_script_again(tmp_path) -> None:
+    """A script calling hisx without an ``if __name__ == "__main__"`` guard: the worker is
+    started without the script as its main module, so the script runs once and the batch
+    is computed (spawn would otherwise run it again in the worker, which fails to start)."""
+    import os
+    import subprocess
+    import sys
+
+    script, marker = tmp_path / "unguarded.py", tmp_path / "ran.txt"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), str(marker)], capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "HISX_PSEUDO_KEY": "script-key-00000000000000"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == "5"
+    assert marker.read_text().splitlines() == ["the script ran"]

@@ -98,8 +98,8 @@ class Warehouse:
 
     @contextmanager
     def working_memory(self, limit: str | None) -> Iterator[None]:
-        """Run a block with more working memory where the engine caps it (DuckDB); a
-        no-op for servers that manage their own."""
+        """Run a block with another working-memory cap where the engine has one (DuckDB);
+        a no-op for servers that manage their own."""
         yield
 
     def refresh_statistics(self, tables: Iterable[str]) -> list[str]:
@@ -223,7 +223,7 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def working_memory(self, limit: str | None) -> Iterator[None]:
-        """DuckDB's memory limit raised to ``limit`` for the block, then back. A set-based
+        """DuckDB's memory limit set to ``limit`` for the block, then back. A set-based
         mart statement holds one hash table per joined dataset at once: at 256 MB the data
         quality mart over 8 centers failed 4 of 20 runs (Out of Memory), while the
         standardization that precedes it needs no more than the pipeline's limit."""

@@ -265,12 +265,14 @@ def standardize_tenants(
         _run_overlapped(wh, spec, schema, groups, now, load_id, totals)
     else:
         worker = std_worker.use_worker(sum(u[3] for u in units))
-        for group in groups:
-            # a later batch reads (dedup, person keys) what an earlier one of the group wrote:
-            # the transaction sees its own writes
-            with wh.transaction():
-                _standardize_group(wh, spec, schema, group, now, load_id, totals,
-                                   worker=worker)
+        cap = std_worker.duckdb_memory(getattr(wh, "memory_limit", None)) if worker else None
+        with wh.working_memory(cap):
+            for group in groups:
+                # a later batch reads (dedup, person keys) what an earlier one of the group
+                # wrote: the transaction sees its own writes
+                with wh.transaction():
+                    _standardize_group(wh, spec, schema, group, now, load_id, totals,
+                                       worker=worker)
     memory.release_memory()
     return list(totals.values())
 
