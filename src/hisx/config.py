@@ -26,17 +26,13 @@ def size_env(name: str, default: str) -> str:
     return value
 
 
-_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-
-
 def size_bytes(value: str) -> float:
     """Bytes of a checked size setting (``128MB``, ``1GiB``), for comparing two of them."""
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B", value)
     if not m:
         raise ValueError(f"not a size like 512MB: {value!r}")
     num, unit, binary = m.groups()
-    scale = 1024 ** "_KMGT".index(unit) if binary and unit else _UNITS[unit]
-    return float(num) * scale
+    return float(num) * (1024 if binary else 1000) ** " KMGT".index(unit or " ")
 
 
 def positive_int_env(name: str, default: int) -> int:
