@@ -5,6 +5,7 @@ tenant — so memory is bounded by the chunk, not by the backlog."""
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import date, datetime
 
 import pytest
@@ -18,6 +19,9 @@ from hisx.standards.datasets import DATASETS
 # times of the run, and mart_dq_load_daily's count of batches (more chunks, more batches)
 VOLATILE = {"quarantined_at", "enqueued_at", "logged_at", "seq", "_loaded_at", "_load_id",
             "batches"}
+
+
+KEY = "test-key-aaaaaaaaaaaaaaaaaaaaaaaa"
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,15 @@ def six_centers(tmp_path_factory) -> str:
     simulate(url, centers=6, months=1, visits_per_month=150, seed=5, defect_rate=0.08,
              start=date(2026, 8, 1), progress=False)
     return url
+
+
+@pytest.fixture(scope="module")
+def whole(source, tmp_path_factory) -> dict[str, str]:
+    """The source standardized as one batch per center and dataset, in-process: what every
+    chunked, worker or interrupted run must give (built once for the module's tests)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HISX_PSEUDO_KEY", KEY)
+        return build(source, tmp_path_factory.mktemp("whole") / "whole.duckdb", 10**9, mp)
 
 
 def build(url: str, path, chunk: int, monkeypatch, overlap: bool = True,
@@ -78,12 +91,11 @@ def build(url: str, path, chunk: int, monkeypatch, overlap: bool = True,
 
 
 @pytest.mark.parametrize("mode", ["overlapped", "in-turn", "worker"])
-def test_chunked_equals_one_batch(source, tmp_path, monkeypatch, mode) -> None:
+def test_chunked_equals_one_batch(source, whole, tmp_path, monkeypatch, mode) -> None:
     """Small chunks make many transaction groups (each holding chunks of both centers);
     overlapped, a writer thread writes one while the next is standardized; with the worker,
     a second process computes the next batches while the held ones are written."""
-    monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
-    whole = build(source, tmp_path / "whole.duckdb", 10**9, monkeypatch)
+    monkeypatch.setenv("HISX_PSEUDO_KEY", KEY)
     writes: list[list[set[str]]] = []
     real, submitted = flow._write, []
 
@@ -116,7 +128,7 @@ def test_centers_sharing_maps_standardize_in_one_batch_as_each_alone(six_centers
     """Six centers, two per vendor: one run over all (one batch per vendor and dataset, as
     an hour's changes are standardized, the three written together) gives the warehouse of
     one run per center."""
-    monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
+    monkeypatch.setenv("HISX_PSEUDO_KEY", KEY)
     calls: list[list[int]] = []
     real = flow._write
 
@@ -135,14 +147,14 @@ def test_centers_sharing_maps_standardize_in_one_batch_as_each_alone(six_centers
 
 
 @pytest.mark.parametrize("mode", ["overlapped", "worker"])
-def test_failed_write_leaves_whole_groups_and_a_rerun_converges(source, tmp_path,
+def test_failed_write_leaves_whole_groups_and_a_rerun_converges(source, whole, tmp_path,
                                                                monkeypatch, mode) -> None:
     """The writer thread (or, with the worker computing the batches ahead, the main
     process) fails on its 5th write: the groups written before stay, the failed group leaves
     nothing, the error reaches the caller, and a rerun gives the same warehouse as an
     uninterrupted run."""
-    monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
-    whole = build(source, tmp_path / "whole.duckdb", 10**9, monkeypatch)
+    monkeypatch.setenv("HISX_PSEUDO_KEY", KEY)
+    whole = dict(whole)  # the module's, less what a rerun counts differently (below)
     monkeypatch.setenv("HISX_STD_CHUNK_ROWS", "97")
     monkeypatch.setenv("HISX_STD_TXN_ROWS", "300" if mode == "worker" else "97")
     monkeypatch.setenv("HISX_STD_BATCH_ROWS", "97")
@@ -182,6 +194,46 @@ def test_failed_write_leaves_whole_groups_and_a_rerun_converges(source, tmp_path
     assert resumed == whole
 
 
+def test_a_failed_write_drops_the_batches_computed_ahead(six_centers, tmp_path,
+                                                          monkeypatch) -> None:
+    """Six centers' batches, computed ahead in the worker while the first ones are written:
+    when a write fails, the batches queued behind it are dropped with their handover files
+    (none is left in memory), and nothing of the failed transaction is stored."""
+    monkeypatch.setenv("HISX_PSEUDO_KEY", KEY)
+    monkeypatch.setenv("HISX_STD_WORKERS", "1")
+    monkeypatch.setenv("HISX_STD_WORKER_MIN_ROWS", "1")
+    monkeypatch.setenv("HISX_STD_BATCH_ROWS", "50")  # a batch per center: others run ahead
+    engine = sa.create_engine(six_centers)
+    real, calls, dropped = flow._write, [], []
+    real_discard = std_worker.discard
+
+    def write_failing(wh, spec, schema, batches, computed):
+        calls.append(len(batches))
+        if len(calls) == 2:
+            raise RuntimeError("warehouse disk full")
+        return real(wh, spec, schema, batches, computed)
+
+    def discard(fut):
+        dropped.append(fut)
+        real_discard(fut)
+
+    with Warehouse.from_url(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
+        flow.ensure_warehouse(wh)
+        tenants = flow.discover_tenants(engine)
+        flow.extract(engine, wh, source="his", tenants=tenants)
+        monkeypatch.setattr(flow, "_write", write_failing)
+        monkeypatch.setattr(std_worker, "discard", discard)
+        try:
+            with pytest.raises(RuntimeError, match="disk full"):
+                flow.standardize_tenants(wh, "person", tenants, now=datetime(2027, 1, 1))
+            assert dropped and all(f.done() for f in dropped)
+            assert std_worker._DIR and os.listdir(std_worker._DIR) == []
+        finally:
+            std_worker.shutdown()
+        assert int(wh.scalar("SELECT count(*) FROM std_person")) == 0  # one transaction
+    engine.dispose()
+
+
 def test_chunk_size_must_be_positive(monkeypatch) -> None:
     monkeypatch.setenv("HISX_STD_CHUNK_ROWS", "0")
     with pytest.raises(ValueError, match="HISX_STD_CHUNK_ROWS"):
@@ -209,7 +261,7 @@ def test_duckdb_cap_while_the_worker_computes_then_back(source, tmp_path, monkey
     """With the worker, the batches are written under HISX_DUCKDB_STD_MEMORY (the worker's
     memory taken out of DuckDB's pool); the warehouse's own cap is back afterwards. In
     process, the cap is the warehouse's throughout."""
-    monkeypatch.setenv("HISX_PSEUDO_KEY", "test-key-aaaaaaaaaaaaaaaaaaaaaaaa")
+    monkeypatch.setenv("HISX_PSEUDO_KEY", KEY)
     monkeypatch.setenv("HISX_STD_WORKERS", "1" if worker else "0")
     monkeypatch.setenv("HISX_STD_WORKER_MIN_ROWS", "1")
     monkeypatch.setenv("HISX_DUCKDB_MEMORY", "256MB")

@@ -3,8 +3,8 @@ back is what the in-process compute gives (the end-to-end equality is in test_st
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
+import os
+from datetime import datetime
 
 import pandas as pd
 import pyarrow as pa
@@ -35,19 +35,6 @@ def test_worker_setting(monkeypatch) -> None:
     assert std_worker.worker_min_rows() == 100_000
 
 
-def test_arrow_backed_frames_convert_as_the_originals() -> None:
-    df = pd.DataFrame({"s": ["a", None, "张"], "d": [date(2026, 1, 2), None, date(1, 1, 1)],
-                       "n": pd.array([1, None, 3], "Int64"), "f": [1.5, float("nan"), 2.0],
-                       "m": [Decimal("1.20"), None, Decimal("3.00")],
-                       "t": pd.to_datetime(["2026-01-02 03:04", None, "2026-12-31 00:00"])})
-    got = std_worker.arrow_backed(df)
-    assert all(isinstance(t, pd.ArrowDtype) for t in got.dtypes)
-    assert pa.Table.from_pandas(got, preserve_index=False).equals(
-        pa.Table.from_pandas(df, preserve_index=False))
-    mixed = pd.DataFrame({"x": [1, "a", b"z"]})  # Arrow cannot hold it: sent as it is
-    assert std_worker.arrow_backed(mixed) is mixed
-
-
 def test_worker_computes_what_the_process_computes(monkeypatch) -> None:
     """A person batch computed in the worker (spawned: it reads the key from the same
     environment) equals the in-process compute, std rows, quarantine and ledger rows."""
@@ -58,10 +45,21 @@ def test_worker_computes_what_the_process_computes(monkeypatch) -> None:
     args = dict(dataset="person", df=df, tenant="W-ORG", vendor="vendor_a", load_id="L-w",
                 now=datetime(2027, 1, 1), person_keys=None, existing_keys=None, maps=maps)
     try:
-        res_w, ledger_w = std_worker.submit(args).result(timeout=120)
+        res_w, ledger_w = std_worker.result(std_worker.submit(args), timeout=120)
+        # the rows as read for the worker (the warehouse's Arrow table): handed as a file
+        as_read = {**args, "df": pa.Table.from_pandas(df, preserve_index=False),
+                   "tenant": None}
+        res_t, ledger_t = std_worker.result(std_worker.submit(as_read), timeout=120)
+        handed = os.listdir(std_worker._DIR)
     finally:
         std_worker.shutdown()
+    assert handed == []  # every handover file was taken
     res, ledger = compute(args)
+    res_a, _ = compute(as_read)
+    assert isinstance(res_w.standardized["person_key"].dtype, pd.ArrowDtype)
+    assert pa.Table.from_pandas(res_t.standardized, preserve_index=False).equals(
+        pa.Table.from_pandas(res_a.standardized, preserve_index=False))
+    assert len(ledger_t) == len(ledger)
     assert len(res.quarantined) > 0 and len(res.standardized) > 0
     assert pa.Table.from_pandas(res_w.standardized, preserve_index=False).equals(
         pa.Table.from_pandas(res.standardized, preserve_index=False))
@@ -82,7 +80,7 @@ def test_worker_follows_the_callers_environment(monkeypatch) -> None:
     try:
         for secret in ("first-key-0000000000000000", "second-key-000000000000000"):
             monkeypatch.setenv("HISX_PSEUDO_KEY", secret)
-            res, _ = std_worker.submit(args).result(timeout=120)
+            res, _ = std_worker.result(std_worker.submit(args), timeout=120)
             assert res.standardized["person_key"].tolist() == (
                 compute(args)[0].standardized["person_key"].tolist())
             keys.append(res.standardized["person_key"].iloc[0])
@@ -134,7 +132,7 @@ maps = load_maps("W-ORG", "vendor_a")
 args = dict(dataset="person", df=sample_source("person", 5, maps, tenant="W-ORG"),
             tenant="W-ORG", vendor="vendor_a", load_id="L-s", now=datetime(2027, 1, 1),
             person_keys=None, existing_keys=None, maps=maps)
-res, _ = std_worker.submit(args).result(timeout=120)
+res, _ = std_worker.result(std_worker.submit(args), timeout=120)
 std_worker.shutdown()
 print(len(res.standardized) + len(res.quarantined))
 '''

@@ -300,34 +300,39 @@ def _standardize_group(wh: Warehouse, spec, schema, group: list[tuple], now: dat
     def write_first() -> None:
         nonlocal queued_centers
         held = queue.pop(0)
-        computed = [c.result() if isinstance(c, Future) else c for _, c in held]
+        computed = [std_worker.result(c) if isinstance(c, Future) else c for _, c in held]
         for st in _write(wh, spec, schema, [b for b, _ in held], computed):
             totals[st.tenant].add(st)
         queued_centers = {u[0].org_code for w in queue for b, _ in w for u in b["units"]}
 
-    for units in sb.plan_batches(group, limit):
-        centers = {u[0].org_code for u in units}
-        rows = sum(u[3] for u in units)
-        if centers & queued_centers:
-            while queue:
+    try:
+        for units in sb.plan_batches(group, limit):
+            centers = {u[0].org_code for u in units}
+            rows = sum(u[3] for u in units)
+            if centers & queued_centers:
+                while queue:
+                    write_first()
+            elif queue and open_rows + rows > limit:
+                if not worker:
+                    write_first()  # before the next read: one batch in memory at a time
+                queue.append([])
+            if not queue:
+                queue.append([])
+            if len(queue[-1]) == 0:
+                open_rows = 0
+            batch = sb.read_batch(wh, spec, units, now, load_id, arrow=worker)
+            computed = std_worker.submit(batch["args"]) if worker else sb.compute(batch["args"])
+            queue[-1].append((batch, computed))
+            queued_centers |= centers
+            open_rows += rows
+            if len(queue) > WORKER_AHEAD:  # the worker computes the newer ones meanwhile
                 write_first()
-        elif queue and open_rows + rows > limit:
-            if not worker:
-                write_first()  # before the next read: one batch in memory at a time
-            queue.append([])
-        if not queue:
-            queue.append([])
-        if len(queue[-1]) == 0:
-            open_rows = 0
-        batch = sb.read_batch(wh, spec, units, now, load_id)
-        computed = std_worker.submit(batch["args"]) if worker else sb.compute(batch["args"])
-        queue[-1].append((batch, computed))
-        queued_centers |= centers
-        open_rows += rows
-        if len(queue) > WORKER_AHEAD:  # the worker computes the newer ones meanwhile
+        while queue:
             write_first()
-    while queue:
-        write_first()
+    finally:  # after an error, the batches computed ahead are never written
+        for _, c in (x for w in queue for x in w):
+            if isinstance(c, Future):
+                std_worker.discard(c)
 
 
 #: writes a group keeps queued while the worker computes the batches ahead of them

@@ -93,9 +93,20 @@ def pending_from(wh: Warehouse, table: str,
 def ods_rows(wh: Warehouse, table: str, parts: list[tuple[str, list[str], tuple[int, int]]]
              ) -> pd.DataFrame:
     """The ODS rows of each (center, loads, inclusive key range), in one query."""
+    return ods_frame(ods_table(wh, table, parts))
+
+
+def ods_table(wh: Warehouse, table: str, parts: list[tuple[str, list[str], tuple[int, int]]]
+              ) -> pa.Table:
+    """:func:`ods_rows` as the warehouse's Arrow table (what the worker is handed)."""
     src, params = pending_from(wh, table, parts)
-    df = wh.query_arrow(f"SELECT o.* FROM {src}", params).to_pandas(types_mapper=_arrow_decimal)
-    return df.drop(columns=["_load_id", "_loaded_at"])
+    return wh.query_arrow(f"SELECT o.* FROM {src}", params).drop_columns(
+        ["_load_id", "_loaded_at"])
+
+
+def ods_frame(t: pa.Table) -> pd.DataFrame:
+    """ODS rows as standardization takes them (see :func:`_arrow_decimal`)."""
+    return t.to_pandas(types_mapper=_arrow_decimal)
 
 
 def _arrow_decimal(t: pa.DataType) -> pd.ArrowDtype | None:
@@ -299,29 +310,49 @@ def prefetch_person_keys(wh: Warehouse, spec, units: list[Unit]) -> None:
     person_keys_of(wh, pairs)
 
 
-def read_batch(wh: Warehouse, spec, units: list[Unit], now: datetime, load_id: str) -> dict:
-    """One batch's ODS rows with what standardization looks up (person keys, std keys)."""
+def read_batch(wh: Warehouse, spec, units: list[Unit], now: datetime, load_id: str, *,
+               arrow: bool = False) -> dict:
+    """One batch's ODS rows with what standardization looks up (person keys, std keys).
+
+    With ``arrow`` (a batch for the worker) the rules' rows stay the warehouse's Arrow table,
+    handed over as it is, and the batch keeps as a frame only the columns its write reads."""
     from hisx.pipelines.standardize import NEEDS_PERSON_KEYS
 
-    df = ods_rows(wh, spec.source_table, [(u[0].org_code, u[1], u[2]) for u in units])
+    parts = [(u[0].org_code, u[1], u[2]) for u in units]
+    rows = ods_table(wh, spec.source_table, parts) if arrow else None
+    df = (ods_frame(rows.select([c for c in write_columns(spec) if c in rows.column_names]))
+          if rows is not None else ods_rows(wh, spec.source_table, parts))
     centers = sorted({u[0].org_code for u in units})
     pkeys = (person_keys_of(wh, pd.DataFrame({"tenant": df["org_code"],
                                               "patient_id": df["patient_id"]}))
              if spec.name in NEEDS_PERSON_KEYS else None)
-    args = dict(dataset=spec.name, df=df,
-                tenant=centers[0] if len(centers) == 1 else df["org_code"],
+    # several centers: each row's own (a table's ``org_code`` column, once it is a frame)
+    tenant = centers[0] if len(centers) == 1 else None if arrow else df["org_code"]
+    args = dict(dataset=spec.name, df=rows if arrow else df, tenant=tenant,
                 vendor=units[0][0].vendor, load_id=load_id, now=now, person_keys=pkeys,
                 existing_keys=existing_keys(wh, spec, df))
     return {"units": units, "df": df, "load_id": load_id, "args": args}
 
 
+def write_columns(spec) -> list[str]:
+    """The source columns a batch's lookups and write read (its keys, times and patient)."""
+    return list(dict.fromkeys(["org_code", spec.pk, spec.business_time, "updated_at",
+                               "patient_id"]))
+
+
 def compute(args: dict):
-    """Standardize one batch and build its feed-ledger rows (pure: no warehouse)."""
+    """Standardize one batch and build its feed-ledger rows (pure: no warehouse). The rows
+    may come as the warehouse's Arrow table (``read_batch(arrow=True)``)."""
     from hisx.pipelines.standardize import standardize
 
     a = dict(args)
     dataset = a.pop("dataset")
-    res = standardize(dataset, a.pop("df"), **a)
+    df = a.pop("df")
+    if isinstance(df, pa.Table):
+        df = ods_frame(df)
+        if a["tenant"] is None:
+            a["tenant"] = df["org_code"]
+    res = standardize(dataset, df, **a)
     # no envelopes: they are built from the std rows when sent (see feed_render)
     ledger = (feeds.build_ledger_rows(dataset, None, res.standardized, args["load_id"],
                                       envelopes=False)

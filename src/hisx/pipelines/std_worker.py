@@ -10,7 +10,9 @@ read, written, or in which order.
 The worker is started once per process (``spawn``: no fork of a process holding warehouse
 threads) and kept for later datasets. It is used for a dataset's run only when its pending rows
 reach ``HISX_STD_WORKER_MIN_ROWS``: an hour's few thousand rows cost less in-process than
-their pickling. ``HISX_STD_WORKERS=0`` turns it off. Its own ~250 MB come out of DuckDB's
+their handover. ``HISX_STD_WORKERS=0`` turns it off. The batch's source rows and its std
+rows and ledger cross between the processes as Arrow IPC files in memory (:mod:`handover`),
+not through the pipe; only the small rest (quarantine, person keys, figures) is pickled. Its own ~250 MB come out of DuckDB's
 pool while it computes (:func:`duckdb_memory`), so the two processes together stay under
 one process's marts peak.
 """
@@ -31,8 +33,10 @@ import pandas as pd
 import pyarrow as pa
 
 from hisx.config import positive_int_env, size_bytes, size_env
+from hisx.pipelines import handover
 
 _POOL: ProcessPoolExecutor | None = None
+_DIR: str | None = None  # the pool's handover directory
 
 
 def std_workers() -> int:
@@ -79,7 +83,7 @@ def _init() -> None:
     memory.use_lean_pool()
 
 
-def _compute(args: dict, environ: dict[str, str]):
+def _compute(args: dict, environ: dict[str, str], directory: str):
     from dataclasses import replace
 
     from hisx.pipelines import memory
@@ -89,20 +93,49 @@ def _compute(args: dict, environ: dict[str, str]):
         os.environ.clear()
         os.environ.update(environ)
     memory.release_memory()  # the previous batch's buffers: an idle worker stays small
+    args = {k: handover.take(v) if isinstance(v, handover.Handed) else v
+            for k, v in args.items()}
     res, ledger = compute(args)
-    return replace(res, standardized=arrow_backed(res.standardized)), ledger
+    std = _arrow(res.standardized)
+    return (replace(res, standardized=handover.put(std, directory) if std is not None
+                    else res.standardized),
+            handover.put(ledger, directory) if ledger is not None else None)
 
 
-def arrow_backed(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with Arrow-backed columns, as the std write converts it (``Table.from_pandas``):
-    it pickles as Arrow buffers instead of one object per value (a person batch's std rows:
-    most of the worker's pickling), and the write's conversion is then zero-copy. A frame
-    Arrow cannot hold goes as it is."""
+def _arrow(df: pd.DataFrame) -> pa.Table | None:
+    """``df`` as Arrow, as the std write converts it (``Table.from_pandas``); ``None`` for a
+    frame Arrow cannot hold (it is pickled as it is)."""
     try:
-        return pa.Table.from_pandas(df, preserve_index=False).to_pandas(
-            types_mapper=pd.ArrowDtype)
+        return pa.Table.from_pandas(df, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return df
+        return None
+
+
+def result(fut: Future, timeout: float | None = None):
+    """A submitted batch's ``(StdResult, ledger)``, its std rows as an Arrow-backed frame
+    (the write's conversion to Arrow is then zero-copy) and its ledger as a table, both
+    mapped from their handover files."""
+    from dataclasses import replace
+
+    res, ledger = fut.result(timeout)
+    if isinstance(res.standardized, handover.Handed):
+        std = handover.take(res.standardized).to_pandas(types_mapper=pd.ArrowDtype)
+        res = replace(res, standardized=std)
+    return res, handover.take(ledger) if isinstance(ledger, handover.Handed) else ledger
+
+
+def discard(fut: Future) -> None:
+    """Drop a batch that will not be written: cancelled if not started, else its handover
+    files removed once it is done (its error, if any, is the caller's to report)."""
+    if fut.cancel():
+        return
+    try:
+        res, ledger = fut.result()
+    except Exception:
+        return
+    for h in (res.standardized, ledger):
+        if isinstance(h, handover.Handed):
+            handover.discard(h)
 
 
 _STARTING = threading.local()
@@ -134,8 +167,9 @@ def _starting() -> Iterator[None]:
 
 def pool() -> ProcessPoolExecutor:
     """The process's worker (started at first use, stopped at exit)."""
-    global _POOL
+    global _POOL, _DIR
     if _POOL is None:
+        _DIR = handover.new_dir()
         _POOL = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_init)
         atexit.register(shutdown)
     return _POOL
@@ -144,14 +178,28 @@ def pool() -> ProcessPoolExecutor:
 def submit(args: dict) -> Future:
     """Compute a batch (``read_batch(...)["args"]``) in the worker, in the caller's
     environment as it is now (the worker outlives a change of it, e.g. another key); a worker
-    that died (e.g. killed for memory) is replaced once: its own batches' futures raise."""
+    that died (e.g. killed for memory) is replaced once: its own batches' futures raise.
+    Collect it with :func:`result` (or :func:`discard` it)."""
     environ = dict(os.environ)
     with _starting():  # a submit starts the worker process when there is none
         try:
-            return pool().submit(_compute, args, environ)
+            return _submit(args, environ)
         except BrokenProcessPool:
             shutdown()
-            return pool().submit(_compute, args, environ)
+            return _submit(args, environ)
+
+
+def _submit(args: dict, environ: dict[str, str]) -> Future:
+    ex = pool()
+    handed = {k: handover.put(v, _DIR) if isinstance(v, pa.Table) else v
+              for k, v in args.items()}
+    try:
+        return ex.submit(_compute, handed, environ, _DIR)
+    except BaseException:
+        for v in handed.values():
+            if isinstance(v, handover.Handed):
+                handover.discard(v)
+        raise
 
 
 def worker_pids() -> list[int]:
@@ -161,7 +209,10 @@ def worker_pids() -> list[int]:
 
 def shutdown() -> None:
     """Stop the worker (a later :func:`submit` starts a new one)."""
-    global _POOL
+    global _POOL, _DIR
     if _POOL is not None:
         _POOL.shutdown(wait=True, cancel_futures=True)
         _POOL = None
+    if _DIR is not None:  # the handovers of batches never collected
+        handover.remove_dir(_DIR)
+        _DIR = None
