@@ -22,6 +22,8 @@ VOLATILE = {"quarantined_at", "enqueued_at", "logged_at", "seq", "_loaded_at", "
 
 
 KEY = "test-key-aaaaaaaaaaaaaaaaaaaaaaaa"
+#: rows per chunk of the chunked runs: each center's larger datasets take 4 to 10 chunks
+CHUNK = 199
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +112,12 @@ def test_chunked_equals_one_batch(source, whole, tmp_path, monkeypatch, mode) ->
     real_submit = std_worker.submit
     monkeypatch.setattr(flow, "_write", write)
     monkeypatch.setattr(std_worker, "submit", submit)
-    # batches of at most 150 rows: a group's chunks are standardized one or two at a time
-    chunked = build(source, tmp_path / "chunked.duckdb", 97, monkeypatch, mode == "overlapped",
-                    batch=150, worker=mode == "worker")
+    # batches of at most 1.5 chunks: a group's chunks are standardized one or two at a time
+    chunked = build(source, tmp_path / "chunked.duckdb", CHUNK, monkeypatch,
+                    mode == "overlapped", batch=CHUNK * 3 // 2, worker=mode == "worker")
     # every batch went to the worker (and only in its mode): it computed all nine datasets
     assert set(submitted) == (set(DATASETS) if mode == "worker" else set())
-    assert int(whole["rows_in"]) > 20 * 97  # many chunks per center and dataset
+    assert int(whole["rows_in"]) > 20 * CHUNK  # many chunks per center and dataset
     assert whole["pending"] == chunked["pending"] == "0"
     assert chunked == whole
     # batches written together never hold one center twice (a center's next chunk reads
@@ -155,9 +157,10 @@ def test_failed_write_leaves_whole_groups_and_a_rerun_converges(source, whole, t
     uninterrupted run."""
     monkeypatch.setenv("HISX_PSEUDO_KEY", KEY)
     whole = dict(whole)  # the module's, less what a rerun counts differently (below)
-    monkeypatch.setenv("HISX_STD_CHUNK_ROWS", "97")
-    monkeypatch.setenv("HISX_STD_TXN_ROWS", "300" if mode == "worker" else "97")
-    monkeypatch.setenv("HISX_STD_BATCH_ROWS", "97")
+    txn = 3 * CHUNK + 3 if mode == "worker" else CHUNK  # a worker's group: three writes
+    monkeypatch.setenv("HISX_STD_CHUNK_ROWS", str(CHUNK))
+    monkeypatch.setenv("HISX_STD_TXN_ROWS", str(txn))
+    monkeypatch.setenv("HISX_STD_BATCH_ROWS", str(CHUNK))
     monkeypatch.setenv("HISX_STD_OVERLAP", "1" if mode == "overlapped" else "0")
     monkeypatch.setenv("HISX_STD_WORKERS", "1" if mode == "worker" else "0")
     engine = sa.create_engine(source)
@@ -184,9 +187,9 @@ def test_failed_write_leaves_whole_groups_and_a_rerun_converges(source, whole, t
         stored = int(wh.scalar("SELECT count(*) FROM std_person")) + int(wh.scalar(
             "SELECT count(*) FROM quarantine WHERE dataset = 'person'"))
         # whole groups only, each with its log row (a worker's group: several writes)
-        assert 0 < stored == logged < (300 if mode == "worker" else 97 * 5)
+        assert 0 < stored == logged < (txn if mode == "worker" else CHUNK * 5)
     engine.dispose()
-    resumed = build(source, path, 97, monkeypatch)  # extract finds nothing new; std resumes
+    resumed = build(source, path, CHUNK, monkeypatch)  # extract finds nothing new; std resumes
     # the rerun re-reads only what was pending, and the load-log DQ mart counts the chunks
     # standardized twice (it reports processing, not data)
     for k in ("rows_in", "mart_dq_load_daily"):
