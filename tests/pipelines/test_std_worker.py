@@ -11,7 +11,8 @@ import pyarrow as pa
 import pytest
 
 from hisx.pipelines import std_worker
-from hisx.pipelines.std_batches import compute
+from hisx.pipelines.std_batches import _to_arrow, _with_arrivals, compute
+from hisx.pipelines.std_tables import ARRIVAL
 from hisx.standards.maps import load_maps
 from hisx.standards.samples import sample_source
 
@@ -57,12 +58,16 @@ def test_worker_computes_what_the_process_computes(monkeypatch) -> None:
     res, ledger = compute(args)
     res_a, _ = compute(as_read)
     assert isinstance(res_w.standardized["person_key"].dtype, pd.ArrowDtype)
-    assert pa.Table.from_pandas(res_t.standardized, preserve_index=False).equals(
-        pa.Table.from_pandas(res_a.standardized, preserve_index=False))
-    assert len(ledger_t) == len(ledger)
     assert len(res.quarantined) > 0 and len(res.standardized) > 0
-    assert pa.Table.from_pandas(res_w.standardized, preserve_index=False).equals(
-        pa.Table.from_pandas(res.standardized, preserve_index=False))
+    # the worker's std rows: the in-process ones plus the arrival column the write adds
+    std = pa.Table.from_pandas(res.standardized, preserve_index=False)
+    written = _with_arrivals(_to_arrow(res.standardized, list(res.standardized)), df, "patient_id")
+    for got, want in ((res_w, std), (res_t, pa.Table.from_pandas(res_a.standardized,
+                                                                preserve_index=False))):
+        table = pa.Table.from_pandas(got.standardized, preserve_index=False)
+        assert table.drop_columns([ARRIVAL]).equals(want)
+        assert table[ARRIVAL].equals(written[ARRIVAL]) and table[ARRIVAL].null_count == 0
+    assert len(ledger_t) == len(ledger)
     pd.testing.assert_frame_equal(res_w.quarantined, res.quarantined)
     differ = [c for c in ledger.column_names if not ledger_w[c].equals(ledger[c])]
     assert differ == ["enqueued_at"]  # the time each was built

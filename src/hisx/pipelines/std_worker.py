@@ -95,8 +95,8 @@ def _compute(args: dict, environ: dict[str, str], directory: str):
     memory.release_memory()  # the previous batch's buffers: an idle worker stays small
     args = {k: handover.take(v) if isinstance(v, handover.Handed) else v
             for k, v in args.items()}
-    res, ledger = compute(args)
-    std = _arrow(res.standardized)
+    res, ledger = compute(args, arrow_rows=True)
+    std = _arrow(res.standardized)  # zero-copy from its Arrow-backed columns
     return (replace(res, standardized=handover.put(std, directory) if std is not None
                     else res.standardized),
             handover.put(ledger, directory) if ledger is not None else None)
