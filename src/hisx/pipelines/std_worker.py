@@ -12,9 +12,9 @@ threads) and kept for later datasets. It is used for a dataset's run only when i
 reach ``HISX_STD_WORKER_MIN_ROWS``: an hour's few thousand rows cost less in-process than
 their handover. ``HISX_STD_WORKERS=0`` turns it off. The batch's source rows and its std
 rows and ledger cross between the processes as Arrow IPC files in memory (:mod:`handover`),
-not through the pipe; only the small rest (quarantine, person keys, figures) is pickled. Its own ~250 MB come out of DuckDB's
-pool while it computes (:func:`duckdb_memory`), so the two processes together stay under
-one process's marts peak.
+not through the pipe; only the small rest (quarantine, person keys, figures) is pickled.
+Its own ~250 MB come out of DuckDB's pool while it computes (:func:`duckdb_memory`), so the
+two processes together stay under one process's marts peak.
 """
 
 from __future__ import annotations
