@@ -84,3 +84,37 @@ def test_update_with_higher_version_replaces_and_lower_is_ignored(source, wh) ->
     old = pa.Table.from_pylist([_patient(1, 1)], schema=TableReader(source, patients).schema)
     assert ods.upsert(wh, "patients", old, "L3") == 0
     assert wh.scalar("SELECT count(*) FROM ods_patients") == 2
+
+
+@pytest.mark.parametrize("kind", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_pages_interleaved_with_other_centers_keys_land_once(source, tmp_path, kind,
+                                                             request) -> None:
+    """Centers' keys come in interleaved blocks: a page whose key range spans another
+    center's landed rows but holds none of its keys lands as new rows; a page holding a
+    stored key (a re-read, a newer version) is still checked key by key."""
+    import pyarrow as pa
+
+    url = (f"duckdb:///{tmp_path / 'i.duckdb'}" if kind == "duckdb"
+           else request.getfixturevalue("pg_database"))
+    w = Warehouse.from_url(url)
+    ods.ensure_ods(w)
+    schema = TableReader(source, patients).schema
+
+    def page(*rows: tuple[int, int, str]) -> pa.Table:
+        return pa.Table.from_pylist([_patient(p, rv, org=o) for p, rv, o in rows], schema=schema)
+
+    try:
+        assert ods.upsert_by_center(w, "patients", page((1, 1, "A"), (5, 1, "A")), "L1") == {
+            "A": 2}
+        # B's keys lie between A's: all news
+        assert ods.upsert_by_center(w, "patients", page((2, 1, "B"), (4, 1, "B")), "L2") == {
+            "B": 2}
+        # a newer version of 2, a new key 3, a re-read of 4 at its stored version
+        got = ods.upsert_by_center(w, "patients", page((2, 5, "B"), (3, 1, "A"), (4, 1, "B")),
+                                   "L3")
+        assert got == {"A": 1, "B": 1}
+        rows = w.query_df("SELECT patient_id, row_version, _load_id FROM ods_patients "
+                          "ORDER BY patient_id").values.tolist()
+        assert rows == [[1, 1, "L1"], [2, 5, "L3"], [3, 1, "L3"], [4, 1, "L2"], [5, 1, "L1"]]
+    finally:
+        w.close()
