@@ -380,14 +380,20 @@ def with_arrival_column(std: pd.DataFrame, df: pd.DataFrame, dataset: str) -> pd
                                             index=std.index)})
 
 
-def arrow_backed(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with Arrow-backed columns, as the std write converts it (``Table.from_pandas``),
-    or as it is when Arrow cannot hold it."""
+def as_arrow(df: pd.DataFrame) -> pa.Table | None:
+    """``df`` as Arrow, as the std write converts it (``Table.from_pandas``; zero-copy from
+    Arrow-backed columns), or ``None`` for a frame Arrow cannot hold."""
     try:
-        return pa.Table.from_pandas(df, preserve_index=False).to_pandas(
-            types_mapper=pd.ArrowDtype)
+        return pa.Table.from_pandas(df, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return df
+        return None
+
+
+def arrow_backed(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with Arrow-backed columns (:func:`as_arrow`), or as it is when Arrow cannot
+    hold it."""
+    t = as_arrow(df)
+    return df if t is None else t.to_pandas(types_mapper=pd.ArrowDtype)
 
 
 # -- write -----------------------------------------------------------------------------------

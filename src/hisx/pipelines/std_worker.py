@@ -87,7 +87,7 @@ def _compute(args: dict, environ: dict[str, str], directory: str):
     from dataclasses import replace
 
     from hisx.pipelines import memory
-    from hisx.pipelines.std_batches import compute
+    from hisx.pipelines.std_batches import as_arrow, compute
 
     if environ != os.environ:  # the caller's settings now (the pseudonym key, maps' home)
         os.environ.clear()
@@ -96,19 +96,10 @@ def _compute(args: dict, environ: dict[str, str], directory: str):
     args = {k: handover.take(v) if isinstance(v, handover.Handed) else v
             for k, v in args.items()}
     res, ledger = compute(args, arrow_rows=True)
-    std = _arrow(res.standardized)  # zero-copy from its Arrow-backed columns
+    std = as_arrow(res.standardized)  # zero-copy; a frame Arrow cannot hold is pickled
     return (replace(res, standardized=handover.put(std, directory) if std is not None
                     else res.standardized),
             handover.put(ledger, directory) if ledger is not None else None)
-
-
-def _arrow(df: pd.DataFrame) -> pa.Table | None:
-    """``df`` as Arrow, as the std write converts it (``Table.from_pandas``); ``None`` for a
-    frame Arrow cannot hold (it is pickled as it is)."""
-    try:
-        return pa.Table.from_pandas(df, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return None
 
 
 def result(fut: Future, timeout: float | None = None):
