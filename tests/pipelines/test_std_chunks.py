@@ -67,7 +67,8 @@ def build(url: str, path, chunk: int, monkeypatch, overlap: bool = True,
     monkeypatch.setenv("HISX_STD_OVERLAP", "1" if overlap else "0")
     engine = sa.create_engine(url)
     out = {}
-    with Warehouse.from_url(f"duckdb:///{path}") as wh:
+    target = path if isinstance(path, str) and "://" in path else f"duckdb:///{path}"
+    with Warehouse.from_url(target) as wh:
         flow.ensure_warehouse(wh)
         tenants = flow.discover_tenants(engine)
         flow.extract(engine, wh, source="his", tenants=tenants)
@@ -123,6 +124,34 @@ def test_chunked_equals_one_batch(source, whole, tmp_path, monkeypatch, mode) ->
     # batches written together never hold one center twice (a center's next chunk reads
     # what its previous one wrote)
     assert writes and all(sum(len(c) for c in w) == len(set().union(*w)) for w in writes)
+
+
+@pytest.mark.postgres
+def test_worker_on_a_postgresql_warehouse_equals_in_process(source, pg_database,
+                                                            monkeypatch) -> None:
+    """The worker's batches, read from and written into a PostgreSQL warehouse (its COPY
+    loads, the ledger's unique key), give what in-process standardization gives there."""
+    monkeypatch.setenv("HISX_PSEUDO_KEY", KEY)
+    submitted: list[str] = []
+    real_submit = std_worker.submit
+
+    def submit(args):
+        submitted.append(args["dataset"])
+        return real_submit(args)
+
+    in_process = build(source, pg_database, CHUNK, monkeypatch, False, batch=CHUNK * 3 // 2)
+    assert submitted == []
+    admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:  # the same database, emptied
+        c.execute(sa.text("DROP SCHEMA public CASCADE"))
+        c.execute(sa.text("CREATE SCHEMA public"))
+    admin.dispose()
+    monkeypatch.setattr(std_worker, "submit", submit)
+    worker = build(source, pg_database, CHUNK, monkeypatch, False, batch=CHUNK * 3 // 2,
+                   worker=True)
+    assert set(submitted) == set(DATASETS)
+    assert int(worker["rows_in"]) > 20 * CHUNK and worker["pending"] == "0"
+    assert worker == in_process
 
 
 def test_centers_sharing_maps_standardize_in_one_batch_as_each_alone(six_centers, tmp_path,
