@@ -139,6 +139,7 @@ def test_worker_on_a_postgresql_warehouse_equals_in_process(source, pg_database,
         submitted.append(args["dataset"])
         return real_submit(args)
 
+    monkeypatch.setattr(std_worker, "submit", submit)
     in_process = build(source, pg_database, CHUNK, monkeypatch, False, batch=CHUNK * 3 // 2)
     assert submitted == []
     admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
@@ -146,7 +147,6 @@ def test_worker_on_a_postgresql_warehouse_equals_in_process(source, pg_database,
         c.execute(sa.text("DROP SCHEMA public CASCADE"))
         c.execute(sa.text("CREATE SCHEMA public"))
     admin.dispose()
-    monkeypatch.setattr(std_worker, "submit", submit)
     worker = build(source, pg_database, CHUNK, monkeypatch, False, batch=CHUNK * 3 // 2,
                    worker=True)
     assert set(submitted) == set(DATASETS)
