@@ -371,14 +371,18 @@ class _Batch:
 def _person(b: _Batch, ctx: dict[str, Any]) -> None:
     key: pseudonym.PseudoKey = ctx["pseudo_key"]
     b.text("patient_no", required=True, max_length=20)
-    name = v.as_str(b.col("name"))
+    name, _, name_arr = b.norm("name")
     b.fail(name.isna(), "missing:name")
     b.fail(v.test_names(name), "test_record:name")
-    b.out["name_masked"] = _omap(name, pseudonym.mask_name)
+    b.out["name_masked"] = _arrow_or(
+        pseudonym.mask_names(name_arr) if name_arr is not None else None, name,
+        pseudonym.mask_name)
     gender = b.code("gender", "gender", "gender_code", required=True)
     id_type = b.code("id_type", "id_type", "id_type_code")
-    raw_id = v.as_str(b.col("id_no"))
-    id_no = _omap(raw_id, lambda x: x.replace(" ", "").upper() if isinstance(x, str) else None)
+    raw_id, _, id_arr = b.norm("id_no")
+    id_no = _arrow_or(None if id_arr is None else pseudonym.by_ascii(
+        id_arr, lambda a: pc.ascii_upper(pc.replace_substring(a, " ", "")), _id_upper),
+        raw_id, _id_upper)
     is_card = id_type.eq("01").fillna(False).astype(bool) | (id_type.isna() & v.as_str(
         b.col("id_type")).isna())
     b.fail(is_card & id_no.isna(), "missing:id_no")
@@ -398,7 +402,10 @@ def _person(b: _Batch, ctx: dict[str, Any]) -> None:
     b.out["person_key"] = pd.Series(keys, index=b.df.index, dtype=object)
     b.out["key_id"] = pd.Series(key.key_id, index=b.df.index, dtype=object)
     b.out["person_key_strength"] = pd.Series(strengths, index=b.df.index, dtype=object)
-    b.out["id_no_masked"] = _omap(id_no, lambda x: pseudonym.mask_id(pseudonym.normalize_id(x)))
+    norm_ids = pseudonym.normalize_ids(id_no.tolist())
+    b.out["id_no_masked"] = _arrow_or(
+        None if norm_ids is None else pseudonym.mask_ids(norm_ids), id_no,
+        lambda x: pseudonym.mask_id(pseudonym.normalize_id(x)))
     b.out["id_legacy15"] = checks["legacy15"].astype("boolean")
     b.out["birth_date"] = _dates(birth)
     b.code("ethnicity", "ethnicity", "ethnicity_code")
@@ -411,13 +418,22 @@ def _person(b: _Batch, ctx: dict[str, Any]) -> None:
     # the ASCII digits of the number (Arrow's regex, not a Python loop per character)
     digits = pc.replace_substring_regex(pa.array(v.as_str(b.col("phone")), pa.string()),
                                         "[^0-9]", "")
-    digits = pc.if_else(pc.equal(digits, ""), None, digits).to_pylist()
-    b.out["phone_hash"] = pd.Series(
-        [pseudonym.hmac_hex(key, "phone:" + x) if x else None for x in digits],
-        index=b.df.index, dtype=object)
-    b.out["phone_masked"] = pd.Series([pseudonym.mask_phone(x) for x in digits],
-                                      index=b.df.index, dtype=object)
+    digits = pc.if_else(pc.equal(digits, ""), pa.scalar(None, pa.string()), digits)
+    b.out["phone_hash"] = v.arrow_to_object(pseudonym.hmac_hex_many(
+        key, pc.binary_join_element_wise("phone:", digits, "")), b.df.index)
+    b.out["phone_masked"] = v.arrow_to_object(pseudonym.mask_phones(digits), b.df.index)
     b.flag("is_deleted", required=True)
+
+
+def _id_upper(x: object) -> object:
+    """A normalized document number without inner spaces, upper case (None if not text)."""
+    return x.replace(" ", "").upper() if isinstance(x, str) else None
+
+
+def _arrow_or(arr: pa.Array | None, s: pd.Series, fn: Callable[[Any], Any]) -> pd.Series:
+    """``arr`` (a column computed by Arrow) as an object Series on ``s``'s index, or
+    ``fn`` of each value of ``s`` where Arrow could not take the column."""
+    return v.arrow_to_object(arr, s.index) if arr is not None else _omap(s, fn)
 
 
 def _visit(b: _Batch, ctx: dict[str, Any]) -> None:
