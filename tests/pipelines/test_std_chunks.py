@@ -126,6 +126,36 @@ def test_chunked_equals_one_batch(source, whole, tmp_path, monkeypatch, mode) ->
     assert writes and all(sum(len(c) for c in w) == len(set().union(*w)) for w in writes)
 
 
+def test_batches_shared_between_worker_and_main_process_equal_one_batch(
+        source, whole, tmp_path, monkeypatch) -> None:
+    """When the worker falls behind, the main process computes the next batches itself
+    (here every other batch: the worker's and the main process's batches interleave within
+    groups and writes); what is written is still what one batch gives."""
+    monkeypatch.setenv("HISX_PSEUDO_KEY", KEY)
+    submitted: list[str] = []
+    in_main: list[str] = []
+    real_submit, real_compute = std_worker.submit, flow.sb.compute
+
+    def submit(args):
+        submitted.append(args["dataset"])
+        return real_submit(args)
+
+    def compute(args, **kw):
+        if kw.get("arrow_rows"):  # the worker's form of the rows, computed here
+            in_main.append(args["dataset"])
+        return real_compute(args, **kw)
+
+    monkeypatch.setattr(std_worker, "submit", submit)
+    monkeypatch.setattr(flow.sb, "compute", compute)
+    turns = iter(range(10**6))
+    monkeypatch.setattr(flow, "_worker_behind", lambda queue: next(turns) % 2 == 1)
+    shared = build(source, tmp_path / "shared.duckdb", CHUNK, monkeypatch, False,
+                   batch=CHUNK // 2, worker=True)
+    assert set(submitted) == set(DATASETS)
+    assert set(in_main) == set(DATASETS) and len(in_main) > 4 * len(DATASETS)
+    assert shared == whole
+
+
 @pytest.mark.postgres
 def test_worker_on_a_postgresql_warehouse_equals_in_process(source, pg_database,
                                                             monkeypatch) -> None:
@@ -322,3 +352,17 @@ def test_duckdb_cap_while_the_worker_computes_then_back(source, tmp_path, monkey
         assert set(seen) == {shown["96MB"] if worker else shown["256MB"]}
         assert wh.scalar("SELECT current_setting('memory_limit')") == shown["256MB"]
     engine.dispose()
+
+
+def test_the_worker_is_behind_with_backlog_batches_unfinished(monkeypatch) -> None:
+    """Only the worker's unfinished batches count: not its finished ones, nor the batches
+    computed in the main process."""
+    from concurrent.futures import Future
+
+    monkeypatch.setattr(flow, "WORKER_BACKLOG", 2)
+    done, running = Future(), Future()
+    done.set_result(None)
+    queue = [[({}, done), ({}, running)], [({}, ("computed here", None))]]
+    assert not flow._worker_behind(queue)  # one unfinished
+    queue.append([({}, Future())])
+    assert flow._worker_behind(queue)

@@ -321,7 +321,8 @@ def _standardize_group(wh: Warehouse, spec, schema, group: list[tuple], now: dat
             if len(queue[-1]) == 0:
                 open_rows = 0
             batch = sb.read_batch(wh, spec, units, now, load_id, arrow=worker)
-            computed = std_worker.submit(batch["args"]) if worker else sb.compute(batch["args"])
+            computed = (_share(batch["args"], queue) if worker
+                        else sb.compute(batch["args"]))
             queue[-1].append((batch, computed))
             queued_centers |= centers
             open_rows += rows
@@ -337,6 +338,27 @@ def _standardize_group(wh: Warehouse, spec, schema, group: list[tuple], now: dat
 
 #: writes a group keeps queued while the worker computes the batches ahead of them
 WORKER_AHEAD = 2
+#: batches the worker may have unfinished before the main process computes the next one
+#: itself (:func:`_share`)
+WORKER_BACKLOG = 2
+
+
+def _share(args: dict, queue: list[list[tuple[dict, object]]]):
+    """The batch handed to the worker, or computed here when the worker still has
+    :data:`WORKER_BACKLOG` batches unfinished: where the rules cost more than the write (the
+    persons' keys and masks), the main process would otherwise wait on the worker, and
+    computing a share of the batches itself keeps both cores busy. What a batch gives does
+    not depend on where it is computed (``compute`` is pure; ``arrow_rows`` gives the
+    worker's form of the rows)."""
+    if _worker_behind(queue):
+        return sb.compute(args, arrow_rows=True)
+    return std_worker.submit(args)
+
+
+def _worker_behind(queue: list[list[tuple[dict, object]]]) -> bool:
+    """Whether the worker has :data:`WORKER_BACKLOG` of the queued batches unfinished."""
+    return sum(1 for w in queue for _, c in w
+               if isinstance(c, Future) and not c.done()) >= WORKER_BACKLOG
 
 
 def _write(wh: Warehouse, spec, schema, batches: list[dict], computed: list) -> list[StdStats]:
