@@ -291,7 +291,8 @@ def _standardize_group(wh: Warehouse, spec, schema, group: list[tuple], now: dat
     With ``worker`` (see :mod:`std_worker`) batches are computed in the worker process and
     up to :data:`WORKER_AHEAD` writes wait for their turn: the next batches of other centers
     are read and handed to the worker before the held ones are written, so their rules run
-    while those are written."""
+    while those are written; when the worker falls behind, the main process computes the
+    next batch itself (:func:`_share`)."""
     limit = std_batch_rows()
     queue: list[list[tuple[dict, object]]] = []  # writes in order, the last being filled
     queued_centers: set[str] = set()
