@@ -172,3 +172,21 @@ def test_ddl_of_existing_indexes_does_not_wait_for_writers(pg_database) -> None:
                     b.execute(feeds.ledger_ddl("postgresql")[-1])  # as it ran before
         execute_ddl(a, ["CREATE INDEX IF NOT EXISTS ix_new ON feed_ledger (tenant)"])
         assert a.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_new'") == 1
+
+
+def test_working_threads_sets_duckdb_threads_for_the_block_then_restores(wh) -> None:
+    """DuckDB's thread count changes for the block only (after an error too); PostgreSQL
+    has none to set: the block simply runs."""
+    if wh.dialect != "duckdb":
+        with wh.working_threads(1):
+            assert wh.scalar("SELECT 1") == 1
+        return
+    wh.execute("SET threads = 2")
+    with wh.working_threads(1):
+        assert wh.scalar("SELECT current_setting('threads')") == 1
+    assert wh.scalar("SELECT current_setting('threads')") == 2
+    with pytest.raises(RuntimeError), wh.working_threads(1):
+        raise RuntimeError("a failed standardization")
+    assert wh.scalar("SELECT current_setting('threads')") == 2
+    with wh.working_threads(None):
+        assert wh.scalar("SELECT current_setting('threads')") == 2

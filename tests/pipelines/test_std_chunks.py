@@ -145,14 +145,24 @@ def test_batches_shared_between_worker_and_main_process_equal_one_batch(
             in_main.append(args["dataset"])
         return real_compute(args, **kw)
 
+    threads: list[int] = []
+    real_write = flow._write
+
+    def write(wh, spec, schema, batches, computed):
+        threads.append(wh.scalar("SELECT current_setting('threads')"))
+        return real_write(wh, spec, schema, batches, computed)
+
     monkeypatch.setattr(std_worker, "submit", submit)
     monkeypatch.setattr(flow.sb, "compute", compute)
+    monkeypatch.setattr(flow, "_write", write)
     turns = iter(range(10**6))
     monkeypatch.setattr(flow, "_worker_behind", lambda queue: next(turns) % 2 == 1)
     shared = build(source, tmp_path / "shared.duckdb", CHUNK, monkeypatch, False,
                    batch=CHUNK // 2, worker=True)
     assert set(submitted) == set(DATASETS)
     assert set(in_main) == set(DATASETS) and len(in_main) > 4 * len(DATASETS)
+    # with the worker computing, the main process's DuckDB keeps to one thread
+    assert threads and set(threads) == {std_worker.duckdb_threads()} == {1}
     assert shared == whole
 
 

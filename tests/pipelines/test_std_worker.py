@@ -159,3 +159,13 @@ def test_worker_does_not_run_the_callers_script_again(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-1] == "5"
     assert marker.read_text().splitlines() == ["the script ran"]
+
+
+def test_duckdb_threads_while_the_worker_computes(monkeypatch) -> None:
+    monkeypatch.delenv("HISX_DUCKDB_STD_THREADS", raising=False)
+    assert std_worker.duckdb_threads() == 1
+    monkeypatch.setenv("HISX_DUCKDB_STD_THREADS", "2")
+    assert std_worker.duckdb_threads() == 2
+    monkeypatch.setenv("HISX_DUCKDB_STD_THREADS", "0")
+    with pytest.raises(ValueError, match="HISX_DUCKDB_STD_THREADS"):
+        std_worker.duckdb_threads()

@@ -102,6 +102,12 @@ class Warehouse:
         a no-op for servers that manage their own."""
         yield
 
+    @contextmanager
+    def working_threads(self, threads: int | None) -> Iterator[None]:
+        """Run a block with another number of engine threads where the engine has one
+        (DuckDB); a no-op for servers."""
+        yield
+
     def refresh_statistics(self, tables: Iterable[str]) -> list[str]:
         """Bring the planner's statistics of ``tables`` up to date where the engine keeps
         them between statements (PostgreSQL); returns the tables analyzed. DuckDB keeps its
@@ -235,6 +241,20 @@ class DuckDBWarehouse(Warehouse):
             yield
         finally:
             self.con.execute(f"SET memory_limit = '{self.memory_limit}'")
+
+    @contextmanager
+    def working_threads(self, threads: int | None) -> Iterator[None]:
+        """DuckDB's ``threads`` set to ``threads`` for the block, then back (``None``: as
+        it is)."""
+        if not threads:
+            yield
+            return
+        before = self.con.sql("SELECT current_setting('threads')").fetchall()[0][0]
+        self.con.execute(f"SET threads = {int(threads)}")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET threads = {int(before)}")
 
     @staticmethod
     def _bind(sql: str, params: Mapping[str, Any] | None) -> tuple[str, dict | None]:

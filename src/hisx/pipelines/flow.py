@@ -266,7 +266,8 @@ def standardize_tenants(
     else:
         worker = std_worker.use_worker(sum(u[3] for u in units))
         cap = std_worker.duckdb_memory(getattr(wh, "memory_limit", None)) if worker else None
-        with wh.working_memory(cap):
+        threads = std_worker.duckdb_threads() if worker else None
+        with wh.working_memory(cap), wh.working_threads(threads):
             for group in groups:
                 # a later batch reads (dedup, person keys) what an earlier one of the group
                 # wrote: the transaction sees its own writes
