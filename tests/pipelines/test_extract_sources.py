@@ -263,6 +263,37 @@ def test_url_source_uses_the_table_reader(tmp_path, wh):
     assert wh.scalar("SELECT count(*) FROM ods_registrations") == 20
 
 
+def test_pages_land_with_one_duckdb_thread_then_it_is_restored(tmp_path, wh, monkeypatch):
+    """Extraction keeps DuckDB to HISX_DUCKDB_EXTRACT_THREADS (1) while it lands pages."""
+    db = tmp_path / "one.sqlite"
+    eng = sa.create_engine(f"sqlite:///{db}")
+    schema.metadata.create_all(eng, tables=[schema.registrations])
+    with eng.begin() as c:
+        c.execute(schema.registrations.insert(), [{
+            "reg_id": 1, "org_code": A, "visit_no": "V1", "patient_id": 1, "dept_code": "内科",
+            "doctor_code": "D1", "reg_time": dt.datetime(2024, 3, 1, 8), "visit_kind": "初诊",
+            "visit_type": "门诊", "reg_fee": Decimal("12.30"), "status": "正常",
+            "is_deleted": 0, "updated_at": dt.datetime(2024, 3, 1, 9), "row_version": 1}])
+    eng.dispose()
+    cfg = parse_source("one", {"url": f"sqlite:///{db}", "tables": ["registrations"],
+                               "tenants": [{"org_code": A}]})
+    seen: list[int] = []
+    real = ods.upsert_by_center
+
+    def upsert(w, *a, **kw):
+        seen.append(w.scalar("SELECT current_setting('threads')"))
+        return real(w, *a, **kw)
+
+    monkeypatch.setattr(ods, "upsert_by_center", upsert)
+    wh.execute("SET threads = 2")
+    assert xs.extract_configured(wh, cfg)[0].rows_read == 1
+    assert seen and set(seen) == {1}
+    assert wh.scalar("SELECT current_setting('threads')") == 2
+    monkeypatch.setenv("HISX_DUCKDB_EXTRACT_THREADS", "none")
+    with pytest.raises(ValueError, match="HISX_DUCKDB_EXTRACT_THREADS"):
+        xs.extract_configured(wh, cfg)
+
+
 def test_configuration_errors_are_specific(wh):
     cfg = parse_source("demo", {"url": "sqlite:///x.sqlite", "tables": ["registrations"]})
     with pytest.raises(SourceConfigError, match="source 'demo': no tenants configured"):
