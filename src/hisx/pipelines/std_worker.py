@@ -14,7 +14,10 @@ their handover. ``HISX_STD_WORKERS=0`` turns it off. The batch's source rows and
 rows and ledger cross between the processes as Arrow IPC files in memory (:mod:`handover`),
 not through the pipe; only the small rest (quarantine, person keys, figures) is pickled.
 Its own ~250 MB come out of DuckDB's pool while it computes (:func:`duckdb_memory`), so the
-two processes together stay under one process's marts peak.
+two processes together stay under one process's marts peak, and the main process's DuckDB
+keeps to one thread (:func:`duckdb_threads`): the other core is the worker's. When the
+worker falls behind (the persons' rules cost more than their write), the main process
+computes the next batch itself (``flow._share``).
 """
 
 from __future__ import annotations
