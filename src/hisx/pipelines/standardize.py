@@ -397,15 +397,14 @@ def _person(b: _Batch, ctx: dict[str, Any]) -> None:
     b.fail(checks["birth_mismatch"], "inconsistent:id_no:birth_date")
     b.fail(checks["gender_mismatch"], "inconsistent:id_no:gender")
     b.fail(id_no.str.len() > 32, "invalid:id_no:too_long")
-    keys, strengths = pseudonym.person_keys_strength(
-        key, id_no, b.col("name"), b.col("birth_date"), b.col("gender"))
+    # normalized once: for the keys and for the mask
+    norm_ids = pseudonym.normalized_ids(id_no.tolist())
+    keys, strengths = pseudonym.keys_of_normalized(
+        key, norm_ids, b.col("name"), b.col("birth_date"), b.col("gender"))
     b.out["person_key"] = pd.Series(keys, index=b.df.index, dtype=object)
     b.out["key_id"] = pd.Series(key.key_id, index=b.df.index, dtype=object)
     b.out["person_key_strength"] = pd.Series(strengths, index=b.df.index, dtype=object)
-    norm_ids = pseudonym.normalize_ids(id_no.tolist())
-    b.out["id_no_masked"] = _arrow_or(
-        None if norm_ids is None else pseudonym.mask_ids(norm_ids), id_no,
-        lambda x: pseudonym.mask_id(pseudonym.normalize_id(x)))
+    b.out["id_no_masked"] = v.arrow_to_object(pseudonym.mask_ids(norm_ids), b.df.index)
     b.out["id_legacy15"] = checks["legacy15"].astype("boolean")
     b.out["birth_date"] = _dates(birth)
     b.code("ethnicity", "ethnicity", "ethnicity_code")

@@ -167,12 +167,27 @@ def person_keys_strength(key: PseudoKey, id_nos: Iterable[object], names: Iterab
     """Column-wise :func:`person_key`: (keys, strengths). The numbers are normalized with
     Arrow (:func:`normalize_ids`) and the strong keys' HMACs computed by DuckDB
     (:func:`hmac_hex_many`); only weak keys (no valid number) are made row by row."""
-    ids, names_, births, genders_ = (_listed(c) for c in (id_nos, names, birth_dates, genders))
-    norm = normalize_ids(ids)
+    ids = _listed(id_nos)
+    return keys_of_normalized(key, normalized_ids(ids), names, birth_dates, genders)
+
+
+def normalized_ids(values: list[object]) -> pa.Array:
+    """:func:`normalize_id` of every value as an Arrow array: :func:`normalize_ids` for
+    text, value by value otherwise."""
+    norm = normalize_ids(values)
     if norm is None:  # values that are not text
-        norm = pa.array([normalize_id(x) for x in ids], pa.string())
+        norm = pa.array([normalize_id(x) for x in values], pa.string())
+    return norm
+
+
+def keys_of_normalized(key: PseudoKey, norm: pa.Array, names: Iterable[object],
+                       birth_dates: Iterable[object], genders: Iterable[object]
+                       ) -> tuple[list[str], list[str]]:
+    """:func:`person_keys_strength` of numbers already normalized (:func:`normalized_ids`),
+    for a caller that needs them for its masks too."""
+    names_, births, genders_ = (_listed(c) for c in (names, birth_dates, genders))
     strong_np = valid_ids(norm)
-    keys: list[str] = [""] * len(ids)
+    keys: list[str] = [""] * len(norm)
     if strong_np.any():
         at = np.flatnonzero(strong_np)
         msgs = pc.binary_join_element_wise("id:", pc.take(norm, pa.array(at)), "")
@@ -242,7 +257,7 @@ def by_ascii(values: list[object] | pa.Array, fast, slow) -> pa.Array | None:
     arr, ascii_ = got
     if ascii_.all():
         return fast(arr)
-    out = pa.array([None] * len(arr), pa.string())
+    out = pa.nulls(len(arr), pa.string())
     if ascii_.any():
         at = pa.array(np.flatnonzero(ascii_))
         out = pc.replace_with_mask(out, pa.array(ascii_), fast(pc.take(arr, at)))
